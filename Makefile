@@ -1,0 +1,19 @@
+# Set-up is automatic: each target creates .venv and installs the project when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_WEIGHTS := $(wildcard ../shared/weights)
+
+.PHONY: demo test
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	TRANSFER_WEIGHTS_DIR=$${TRANSFER_WEIGHTS_DIR:-$(SHARED_WEIGHTS)} $(BIN)/transfer demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q

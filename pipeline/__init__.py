@@ -1,0 +1,32 @@
+"""transfer-pipeline: frozen ImageNet backbones -> cached features (HDF5) -> small classifiers.
+
+Heavy modules load on first use, so ``import pipeline`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off stderr
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "extract": ("pipeline.extraction", "extract"),
+    "load": ("pipeline.store", "load"),
+    "FeatureFile": ("pipeline.store", "FeatureFile"),
+    "describe": ("pipeline.info", "describe"),
+    "PipelineError": ("pipeline.errors", "PipelineError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = list(_EXPORTS)

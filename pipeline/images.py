@@ -1,0 +1,61 @@
+"""Decode and resize one image file to RGB uint8, never raising: failures come back as a reason.
+
+Pillow reads every format we accept (JPEG, PNG, GIF first frame, BMP, WebP), converts any mode
+(grayscale, palette, RGBA, CMYK, 16-bit) to RGB, decodes large JPEGs at reduced scale (DCT
+scaling) before one bilinear resize, and refuses decompression bombs before allocating them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+MAX_PIXELS = 100_000_000  # more than any camera photo; a bigger image is refused unread
+Image.MAX_IMAGE_PIXELS = None  # our own check below gives the reason; Pillow's would raise
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode in ("P", "PA", "LA", "RGBA") and ("transparency" in im.info or im.mode.endswith("A")):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
+    """``(pixels (size, size, 3) uint8, "")`` or ``(None, reason)`` for a file that cannot be used."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    return None, (f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
+                                  f"{MAX_PIXELS / 1e6:.0f} megapixel limit: likely a decompression bomb")
+                if im.format == "JPEG":
+                    im.draft("RGB", (size, size))  # DCT scaling: decode at 1/2, 1/4 or 1/8 when still >= size
+                im.seek(0)  # first frame of an animation
+                rgb = _to_rgb(im)
+                if rgb.size != (size, size):
+                    rgb = rgb.resize((size, size), Image.BILINEAR)
+                return np.asarray(rgb, dtype=np.uint8), ""
+    except UnidentifiedImageError:
+        return None, "not an image Pillow can read (wrong extension, HTML or text saved as an image, or unsupported format)"
+    except Image.DecompressionBombError as exc:
+        return None, f"decompression bomb: {exc}"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text.lower() or isinstance(exc, EOFError):
+            return None, f"truncated or damaged image data ({text})"
+        return None, f"cannot decode image ({text})"
+    except MemoryError:
+        return None, "not enough memory to decode this image"

@@ -1,0 +1,312 @@
+"""The HDF5 feature file: layout, part files, atomic commit, writer lock, readers.
+
+Layout (see ``cache/README.md``)::
+
+    /                 attrs: the whole config (backbone, weights_sha256, input_size, pooling, ...)
+    /classes          (C,) utf-8
+    /<split>/features (N, ...) float32 or float16, chunked by rows
+    /<split>/labels   (N,) int32 index into /classes
+    /<split>/paths    (N,) utf-8, relative to the dataset root
+    /<split>/sha256   (N,) the image's content hash
+    /<split>/view     (N,) 0 = the image itself, k > 0 = its k-th augmented view
+    /errors/{path,sha256,reason}  inputs that could not be read
+
+Writers never touch the published file: finished batches land as part files (renamed into place),
+and a commit writes a complete new file beside the old one and ``os.replace``s it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from .errors import CacheLocked, PipelineError
+
+FORMAT_VERSION = 1
+STR = h5py.string_dtype("utf-8")
+SHA = h5py.string_dtype("ascii", 64)
+CHUNK_ROWS = 512
+Key = tuple[str, int]  # (sha256, view)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One output row: an image (or one augmented view of it) and where its features come from."""
+
+    path: str
+    label: int
+    sha256: str
+    view: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.sha256, self.view)
+
+
+def fingerprint(config: dict) -> str:
+    """A short hash of everything that changes the features (the cache key inside a file name)."""
+    keys = ("backbone", "weights_sha256", "input_size", "pooling", "preprocess", "precision", "store_dtype",
+            "augment", "format_version")
+    blob = json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _is_feature_file(f: h5py.File) -> bool:
+    return "format_version" in f.attrs and "classes" in f
+
+
+class FeatureFile:
+    """Read-only view of a published feature file (never blocks, never sees a half-written file)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PipelineError(f"feature file not found: {self.path} (run `transfer extract` first)")
+        try:
+            self._f = h5py.File(self.path, "r", locking=False)
+        except OSError:
+            raise PipelineError(f"{self.path} is not an HDF5 feature file (make one with `transfer extract`)") from None
+        if not _is_feature_file(self._f):
+            self._f.close()
+            raise PipelineError(f"{self.path} is an HDF5 file but not a feature file written by `transfer extract`")
+
+    def __enter__(self) -> "FeatureFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    @property
+    def config(self) -> dict:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self._f.attrs.items()}
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._f["classes"].asstr()[()])
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s in ("train", "val", "test") if s in self._f]
+
+    def column(self, split: str, name: str) -> np.ndarray:
+        ds = self._f[split][name]
+        return ds.asstr()[()] if ds.dtype.kind in "OS" else ds[()]
+
+    def features(self, split: str) -> h5py.Dataset:
+        return self._f[split]["features"]
+
+    def rows(self, split: str) -> int:
+        return self._f[split]["labels"].shape[0]
+
+    def errors(self) -> list[dict]:
+        if "errors" not in self._f:
+            return []
+        g = self._f["errors"]
+        return [{"path": p, "sha256": s, "reason": r}
+                for p, s, r in zip(g["path"].asstr()[()], g["sha256"].asstr()[()], g["reason"].asstr()[()])]
+
+    def load(self, split: str, originals_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` for one split, features as float32."""
+        if split not in self._f:
+            raise PipelineError(f"{self.path} has no {split} split (it has: {', '.join(self.splits) or 'none'})")
+        X = self.features(split)[()].astype(np.float32, copy=False)
+        y = self.column(split, "labels")
+        if originals_only:
+            keep = self.column(split, "view") == 0
+            X, y = X[keep], y[keep]
+        return X, y
+
+    def index(self) -> dict[Key, tuple[str, int]]:
+        """Every stored (sha256, view) and one place it lives."""
+        where: dict[Key, tuple[str, int]] = {}
+        for split in self.splits:
+            for i, (sha, view) in enumerate(zip(self.column(split, "sha256"), self.column(split, "view"))):
+                where.setdefault((sha, int(view)), (split, i))
+        return where
+
+
+def load(path: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(X, y, class_names)`` for one split of a feature file.
+
+    Examples
+    --------
+    >>> X, y, classes = load("cache/flowers/mobilenet_v2-160-avg.h5", "train")   # doctest: +SKIP
+    """
+    with FeatureFile(path) as f:
+        X, y = f.load(split)
+        return X, y, f.classes
+
+
+# ---------------------------------------------------------------- part files
+
+
+class Parts:
+    """A folder of finished batches, each a small HDF5 file renamed into place when complete."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def write(self, keys: list[Key], features: np.ndarray) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
+        tmp = final.with_suffix(".tmp")
+        with h5py.File(tmp, "w", locking=False) as f:
+            f["sha256"] = np.array([k[0] for k in keys], dtype=SHA)
+            f["view"] = np.array([k[1] for k in keys], dtype=np.int32)
+            f["features"] = features
+        os.replace(tmp, final)
+        return final
+
+    def files(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.h5")) if self.dir.is_dir() else []
+
+    def index(self) -> dict[Key, tuple[Path, int]]:
+        where: dict[Key, tuple[Path, int]] = {}
+        for part in self.files():
+            try:
+                with h5py.File(part, "r", locking=False) as f:
+                    shas, views = f["sha256"].asstr()[()], f["view"][()]
+            except (OSError, KeyError):
+                part.unlink(missing_ok=True)  # a part is renamed into place only when complete; drop junk
+                continue
+            for i, (sha, view) in enumerate(zip(shas, views)):
+                where[(sha, int(view))] = (part, i)
+        return where
+
+    def clear(self) -> None:
+        if self.dir.is_dir():
+            for p in self.dir.iterdir():
+                p.unlink(missing_ok=True)
+            self.dir.rmdir()
+
+
+def parts_for(path: Path, config: dict) -> Parts:
+    return Parts(path.with_name(f"{path.name}.parts-{fingerprint(config)}"))
+
+
+# ---------------------------------------------------------------- lock
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """One writer per feature file; a second one gets :class:`CacheLocked` naming the first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise CacheLocked(f"{path} is locked by another run ({holder}); wait for it to finish and rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        for stale in path.parent.glob(f"{path.name}.tmp-*"):
+            stale.unlink(missing_ok=True)  # an earlier commit was killed before its rename
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- commit
+
+
+class _Sources:
+    """Fetches features for keys from the previous file and from part files, in bulk."""
+
+    def __init__(self, old: FeatureFile | None, old_index: dict, parts_index: dict):
+        self.old, self.old_index, self.parts_index = old, old_index, parts_index
+
+    def fetch(self, keys: list[Key]) -> np.ndarray:
+        by_origin: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        for out_row, key in enumerate(keys):
+            if key in self.parts_index:
+                part, i = self.parts_index[key]
+                by_origin[("part", part)].append((out_row, i))
+            else:
+                split, i = self.old_index[key]
+                by_origin[("old", split)].append((out_row, i))
+        out = None
+        for (kind, where), pairs in by_origin.items():
+            src_rows = np.array([i for _, i in pairs])
+            unique, inverse = np.unique(src_rows, return_inverse=True)
+            if kind == "part":
+                with h5py.File(where, "r", locking=False) as f:
+                    block = f["features"][()][unique]
+            else:
+                block = self.old.features(where)[unique]
+            if out is None:
+                out = np.empty((len(keys), *block.shape[1:]), dtype=block.dtype)
+            out[[o for o, _ in pairs]] = block[inverse]
+        return out
+
+
+def _strings(values: list[str], dtype) -> np.ndarray:
+    return np.array(values, dtype=object).astype(dtype) if values else np.zeros(0, dtype)
+
+
+def _write_split(f: h5py.File, split: str, rows: list[Row], sources: _Sources, dtype: str, shape: tuple) -> None:
+    g = f.create_group(split)
+    g["labels"] = np.array([r.label for r in rows], dtype=np.int32)
+    g["paths"] = _strings([r.path for r in rows], STR)
+    g["sha256"] = _strings([r.sha256 for r in rows], SHA)
+    g["view"] = np.array([r.view for r in rows], dtype=np.int32)
+    row_bytes = 4 * int(np.prod(shape))
+    chunk = max(1, min(CHUNK_ROWS, len(rows), 2**20 // row_bytes))
+    feats = g.create_dataset("features", shape=(len(rows), *shape), maxshape=(None, *shape), dtype=dtype,
+                             chunks=(chunk, *shape))
+    for start in range(0, len(rows), CHUNK_ROWS):
+        block = sources.fetch([r.key for r in rows[start:start + CHUNK_ROWS]])
+        feats[start:start + len(block)] = block.astype(dtype, copy=False)
+
+
+def commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[Row]], errors: list[dict],
+           old: FeatureFile | None, old_index: dict, parts: Parts, parts_index: dict, feature_shape: tuple) -> None:
+    """Write the complete new file beside the old one, fsync it, and atomically replace the old one."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    sources = _Sources(old, old_index, parts_index)
+    dtype = config["store_dtype"]
+    try:
+        with h5py.File(tmp, "w", locking=False) as f:
+            f.attrs.update({k: v for k, v in config.items() if v is not None})
+            f["classes"] = np.array(classes, dtype=object).astype(STR)
+            for split, rows in splits.items():
+                _write_split(f, split, rows, sources, dtype, feature_shape)
+            e = f.create_group("errors")
+            e["path"] = _strings([x["path"] for x in errors], STR)
+            e["sha256"] = _strings([x.get("sha256", "") for x in errors], SHA)
+            e["reason"] = _strings([x["reason"] for x in errors], STR)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if old is not None:
+            old.close()
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+    parts.clear()
+    for stale in path.parent.glob(f"{path.name}.parts-*"):
+        Parts(stale).clear()
