@@ -1,61 +1,15 @@
-"""The ``transfer`` command: thin wrappers over library functions. No TensorFlow import at top level."""
+"""Stage one commands: extract, info, demo."""
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, Callable
 
 import click
 
-from .errors import PipelineError
+from .common import emit, json_option, progress_bars
 
 
-class Group(click.Group):
-    """Turns :class:`PipelineError` (and bad paths) into one clear line, unless ``--debug``."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PipelineError as exc:
-            if ctx.params.get("debug"):
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=Group)
-@click.option("--debug", is_flag=True, help="Show full tracebacks.")
-@click.version_option(package_name="transfer-pipeline")
-def main(debug: bool) -> None:
-    """Transfer learning from ImageNet backbones with a cache of features between two stages."""
-
-
-def emit(obj: Any, as_json: bool, human: Callable[[Any], str]) -> None:
-    """Print ``obj`` as exactly one JSON document, or as text for people."""
-    click.echo(json.dumps(obj, indent=None, default=str) if as_json else human(obj))
-
-
-def progress_bars(enabled: bool):
-    """A factory of per-split tqdm bars (images/s), or None when output is not for a terminal."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    def bar(split: str, total: int):
-        t = tqdm(total=total, desc=f"{split:>5}", unit="img", leave=True, dynamic_ncols=True)
-
-        def update(n: int) -> None:
-            t.update(n)
-            if t.n >= t.total:
-                t.close()
-
-        return update
-
-    return bar
-
-
-@main.command()
+@click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--backbone", default="mobilenet_v2", show_default=True, help="Registry name, e.g. vgg16, resnet50.")
 @click.option("--image-size", type=int, default=None, help="Input size in px [default: the backbone's].")
@@ -73,12 +27,12 @@ def progress_bars(enabled: bool):
 @click.option("--test-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
               help="Carve test out of a folder of class folders (stable by path).")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, as_json: bool) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
-    from .extraction import extract as run
+    from ..extraction import extract as run
 
     summary = run(data_dir, backbone=backbone, image_size=image_size, pooling=pooling, weights=weights,
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
@@ -100,12 +54,12 @@ def _extract_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-@main.command()
+@click.command()
 @click.argument("cache_file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def info(cache_file: str, as_json: bool) -> None:
     """Describe a feature file: its config, classes, rows and shapes per split, errors."""
-    from .info import describe
+    from ..info import describe
 
     emit(describe(cache_file), as_json, _info_text)
 
@@ -122,19 +76,15 @@ def _info_text(d: dict) -> str:
     return "\n".join(lines)
 
 
-@main.command()
+@click.command()
 @click.option("--workdir", default="sample", show_default=True, type=click.Path(file_okay=False),
               help="Where the sample images and its cache go.")
 @click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
               help="Folder holding Keras weight files. [env: TRANSFER_WEIGHTS_DIR]")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def demo(workdir: str, weights_dir: str | None, as_json: bool) -> None:
     """Run the pipeline end to end on the built-in sample (handwritten digits as 96 px PNGs)."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     result = run_demo(workdir, weights_dir, progress=progress_bars(not as_json and sys.stderr.isatty()))
     emit(result, as_json, lambda r: _extract_text(r["extract"]) + "\n\n" + _info_text(r["info"]))
-
-
-if __name__ == "__main__":
-    main()

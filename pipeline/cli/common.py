@@ -1,0 +1,50 @@
+"""Helpers shared by every command: one error line instead of a traceback, JSON output, progress bars."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import click
+
+from ..errors import PipelineError
+
+
+class Group(click.Group):
+    """Turns :class:`PipelineError` into one clear line and exit code 2, unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def emit(obj: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    """Print ``obj`` as exactly one JSON document, or as text for people."""
+    click.echo(json.dumps(obj, default=str) if as_json else human(obj))
+
+
+def progress_bars(enabled: bool):
+    """A factory of per-split tqdm bars (images/s), or None when output is not for a terminal."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def bar(split: str, total: int):
+        t = tqdm(total=total, desc=f"{split:>5}", unit="img", leave=True, dynamic_ncols=True)
+
+        def update(n: int) -> None:
+            t.update(n)
+            if t.n >= t.total:
+                t.close()
+
+        return update
+
+    return bar
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
