@@ -1,0 +1,68 @@
+"""Thumbnails and contact sheets: a row of pictures with captions, one PNG per audit finding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+THUMB = 192
+PAD = 8
+LINE = 16
+BACKGROUND = (255, 255, 255)
+PLACEHOLDER = (220, 220, 220)
+
+
+def thumbnail(path: Path, px: int = THUMB) -> Image.Image:
+    """The picture shrunk to fit ``px`` x ``px`` (RGB); a grey square saying why when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (px, px))
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            im.thumbnail((px, px))
+            return im
+    except Exception as exc:  # any unreadable file becomes a placeholder, never a crash
+        im = Image.new("RGB", (px, px), PLACEHOLDER)
+        reason = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
+        ImageDraw.Draw(im).text((PAD, px // 2), reason, fill=(90, 90, 90), font=ImageFont.load_default(14))
+        return im
+
+
+def contact_sheet(items: list[tuple[Path, list[str]]], title: str, px: int = THUMB) -> Image.Image:
+    """One row of thumbnails, each with caption lines under it, below a title."""
+    font = ImageFont.load_default(12)
+    lines = max((len(c) for _, c in items), default=0)
+    cell_w, cell_h = px + 2 * PAD, px + PAD + lines * LINE + PAD
+    sheet = Image.new("RGB", (max(1, len(items)) * cell_w, 2 * LINE + cell_h), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    draw.text((PAD, PAD // 2), title, fill=(0, 0, 0), font=ImageFont.load_default(14))
+    for k, (path, caption) in enumerate(items):
+        x, y = k * cell_w + PAD, 2 * LINE
+        thumb = thumbnail(path, px)
+        sheet.paste(thumb, (x + (px - thumb.width) // 2, y + (px - thumb.height) // 2))
+        for n, text in enumerate(caption):
+            draw.text((x, y + px + PAD // 2 + n * LINE), _fit(draw, text, font, px), fill=(30, 30, 30), font=font)
+    return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """Cut the start of ``text`` (keeping the file name end) until it fits ``width`` pixels."""
+    while len(text) > 4 and draw.textlength(text, font=font) > width:
+        text = "..." + text[4:]
+    return text
+
+
+def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
+    """``<out_dir>/<kind>-<nnn>.png`` for every group of an audit result; returns the paths written."""
+    from .audit import KINDS
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in KINDS:
+        for n, group in enumerate(found[kind], 1):
+            items = [(root / g["path"], [f"{g['split']} / {g['class']}", g["path"]]
+                      + ([f"cosine {g['similarity']:.3f}"] if "similarity" in g else [])) for g in group]
+            target = out_dir / f"{kind}-{n:03d}.png"
+            contact_sheet(items, kind.replace("_", " ")).save(target)
+            written.append(str(target))
+    return written
