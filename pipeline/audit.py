@@ -151,10 +151,10 @@ def duplicate_warnings(splits: dict[str, list[Row]], classes: list[str]) -> list
     found = exact_groups(Image(split, classes[r.label], r.path, r.sha256)
                          for split, rows in splits.items() for r in rows if r.view == 0)
     lines = []
-    for kind, what in (("cross_split", "in two splits (leakage)"), ("label_conflicts", "under two classes")):
-        groups = found[kind]
-        if groups:
-            example = " = ".join(i["path"] for i in groups[0][:2])
-            lines.append(f"{len(groups)} file content(s) stored {what}, e.g. {example}; "
-                         f"run `transfer audit` on the cache for the full list")
+    for kind, what in (("cross_split", "in more than one split (leakage)"),
+                       ("label_conflicts", "under more than one class")):
+        if found[kind]:
+            example = " = ".join(i["path"] for i in found[kind][0][:2])
+            lines.append(f"{len(found[kind])} byte-identical image(s) stored {what}, e.g. {example}; "
+                         f"`transfer audit` on the cache lists them all")
     return lines

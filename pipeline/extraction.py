@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import backbones, datasets, store
+from .audit import duplicate_warnings
 from .engines import Job, create
 from .errors import PipelineError
 
@@ -186,7 +187,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "reused": reused,
         "removed": removed,
         "skipped": [{"path": s["path"], "reason": s["reason"]} for s in skipped],
-        "warnings": manifest.warnings,
+        "warnings": manifest.warnings + duplicate_warnings(splits, manifest.classes),
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},
