@@ -6,6 +6,7 @@ files left by an interrupted run) are computed; when nothing is missing TensorFl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import backbones, datasets, store
+from .augment import describe as describe_augment
 from .audit import duplicate_warnings
 from .engines import Job, create
 from .errors import PipelineError
@@ -32,8 +34,12 @@ def _version(package: str) -> str:
 
 
 def cache_name(backbone: str, size: int, pooling: str, weights: backbones.Weights, preprocess: str,
-               precision: str, store_dtype: str) -> str:
-    """``<backbone>-<size>-<pooling>[-rescale][-bf16][-f16][-random|-w<sha8>].h5``"""
+               precision: str, store_dtype: str, augment: str = "none") -> str:
+    """``<backbone>-<size>-<pooling>[-rescale][-bf16][-f16][-random|-w<sha8>][-aug<sha8>].h5``
+
+    ``aug<sha8>`` hashes the augmentation policy and seed, not the number of views: adding views
+    later reuses the same file and computes only the new ones.
+    """
     parts = [backbone, str(size), pooling]
     parts += ["rescale"] if preprocess == "rescale" else []
     parts += ["bf16"] if precision == "bfloat16" else []
@@ -42,6 +48,8 @@ def cache_name(backbone: str, size: int, pooling: str, weights: backbones.Weight
         parts.append("random")
     elif weights.spec != "imagenet":
         parts.append("w" + weights.sha256[:8])
+    if augment != "none":
+        parts.append("aug" + hashlib.sha256(augment.encode()).hexdigest()[:8])
     return "-".join(parts) + ".h5"
 
 
@@ -85,11 +93,15 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             preprocess: str = "backbone", precision: str = "float32", store_dtype: str = "float32",
             batch_size: int = 32, cache_dir: str | os.PathLike = "cache", val_fraction: float = 0.0,
             test_fraction: float = 0.0, engine: str = "local",
+            augment: int = 0, augment_policy: str = "default", seed: int = 0,
             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     """Extract features of every image under ``data_dir`` into ``cache_dir/<dataset>/<config>.h5``.
 
     Returns the summary that ``transfer extract --json`` prints: ``cache``, ``splits``, ``computed``,
     ``reused``, ``removed``, ``skipped``, ``seconds``, ``timings``, ``images_per_second``.
+
+    ``augment=K`` also stores K views of every train image augmented by ``augment_policy`` (see
+    :mod:`pipeline.augment`), rows with ``view`` 1..K, reproducible from ``seed``; val and test never are.
 
     Examples
     --------
@@ -106,6 +118,11 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     _choice(store_dtype, STORE_DTYPES, "--store-dtype")
     if batch_size < 1:
         raise PipelineError("--batch-size must be at least 1")
+    if augment < 0:
+        raise PipelineError("--augment must be 0 or more (augmented views per train image)")
+    augment_key = describe_augment(augment_policy, seed) if augment else "none"
+    if augment and augment_key == "none":
+        raise PipelineError("--augment K needs a policy: pass --augment-policy default or a list of steps")
 
     t = time.perf_counter()
     manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction))
@@ -115,12 +132,12 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     config = {
         "format_version": store.FORMAT_VERSION, "backbone": spec.name, "weights": resolved.spec,
         "weights_sha256": resolved.sha256, "input_size": size, "pooling": pooling, "preprocess": preprocess,
-        "precision": precision, "store_dtype": store_dtype, "augment": "none",
+        "precision": precision, "store_dtype": store_dtype, "augment": augment_key, "augment_views": augment,
         "keras_version": _version("keras"), "tensorflow_version": _version("tensorflow"),
         "dataset_root": str(manifest.root.resolve()), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = Path(cache_dir) / manifest.root.resolve().name / cache_name(
-        spec.name, size, pooling, resolved, preprocess, precision, store_dtype)
+        spec.name, size, pooling, resolved, preprocess, precision, store_dtype, augment_key)
     notes = [resolved.note] if resolved.note else []
     timings = {"hash": hash_seconds, "model": 0.0, "compute": 0.0, "commit": 0.0}
 
@@ -132,8 +149,9 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         parts = store.parts_for(path, config)
         parts_index = parts.index()
         label_of = {c: i for i, c in enumerate(manifest.classes)}
-        wanted = {split: [store.Row(e.path, label_of[e.label], e.sha256) for e in manifest.split(split)]
-                  for split in manifest.splits}
+        views = {split: range(augment + 1 if split == "train" else 1) for split in manifest.splits}
+        wanted = {split: [store.Row(e.path, label_of[e.label], e.sha256, v) for e in manifest.split(split)
+                          for v in views[split]] for split in manifest.splits}
         first_path = {}
         for rows in wanted.values():
             for r in rows:
@@ -144,7 +162,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         failed: dict[str, str] = {sha: reason for sha, reason in known_errors.items()}
         computed, compute_seconds = 0, 0.0
         if missing:
-            job = Job(spec, size, pooling, preprocess, precision, resolved, batch_size)
+            job = Job(spec, size, pooling, preprocess, precision, resolved, batch_size,
+                      str(augment_policy if augment else "none"), seed)
             runner = create(engine, job)
             by_split: dict[str, list] = {}
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}

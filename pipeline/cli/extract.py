@@ -26,10 +26,16 @@ from .common import emit, json_option, progress_bars
               help="Carve val out of a folder of class folders (stable by path).")
 @click.option("--test-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
               help="Carve test out of a folder of class folders (stable by path).")
+@click.option("--augment", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also store K augmented views of every train image (val/test never).")
+@click.option("--augment-policy", default="default", show_default=True,
+              help="Steps for --augment, e.g. flip,rotate=0.1,zoom=0.2,brightness=0.2 (see transfer preview).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Makes the augmented views reproducible.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
 @json_option
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
+            augment: int, augment_policy: str, seed: int,
             cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, as_json: bool) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
@@ -37,6 +43,7 @@ def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, 
     summary = run(data_dir, backbone=backbone, image_size=image_size, pooling=pooling, weights=weights,
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
+                  augment=augment, augment_policy=augment_policy, seed=seed,
                   progress=progress_bars(not as_json and sys.stderr.isatty()))
     for line in summary["warnings"] + summary["notes"]:
         click.echo(f"warning: {line}", err=True)

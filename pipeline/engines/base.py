@@ -18,6 +18,8 @@ class Job:
     precision: str
     weights: Weights
     batch_size: int = 32
+    augment: str = "none"  # canonical policy for views > 0 (see pipeline.augment)
+    seed: int = 0
 
 
 @dataclass

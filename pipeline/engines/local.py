@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..augment import augment_view
 from ..images import load_image
 from ..store import Key, Parts
 from .base import Job, Outcome
@@ -56,6 +57,8 @@ class LocalEngine:
             if pixels is None:
                 reasons[i] = reason
                 return np.zeros((size, size, 3), np.uint8), np.int64(i)
+            if keys[i][1] > 0:  # an augmented view; view 0 is the image as decoded
+                pixels = augment_view(pixels, self.job.augment, keys[i][0], keys[i][1], self.job.seed)
             return pixels, np.int64(i)
 
         def load_op(i):
