@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,11 +157,14 @@ def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precisi
     import keras
 
     keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    state = random.getstate()
+    random.seed(0)  # Keras draws initializer seeds from `random`: weights 'none' are the same in every run
     try:
         ctor = getattr(keras.applications, backbone.constructor)
         model = ctor(include_top=False, weights=None, input_shape=(size, size, 3),
                      pooling=None if pooling == "none" else pooling, **backbone.kwargs)
     finally:
+        random.setstate(state)
         keras.config.set_dtype_policy("float32")
     if weights.path:
         try:

@@ -7,8 +7,10 @@ one folder per class, or class folders directly (one ``train`` split, from which
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +52,12 @@ class Manifest:
         return [s for s in SPLITS if s in present]
 
 
+def _has_image_extension(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def is_image(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return not name.startswith(".") and _has_image_extension(name)
 
 
 def stable_fraction(relpath: str) -> float:
@@ -64,18 +70,57 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
-def _walk_images(class_dir: Path) -> list[Path]:
-    """Image files under a class folder, recursively, following symlinks without looping."""
+def _walk(top: Path, problems: dict[Path, str], hidden: bool = False) -> list[Path]:
+    """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
+    with '.'), recursively, following symlinks but not loops; folders not walked go to ``problems``."""
     found, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+
+    def failed(exc: OSError) -> None:
+        problems[Path(exc.filename)] = f"cannot list this folder: {exc.strerror or exc}"
+
+    def loops(dirpath: str, real: str, name: str) -> bool:
+        target = os.path.realpath(os.path.join(dirpath, name))
+        if os.path.islink(os.path.join(dirpath, name)) and (real + os.sep).startswith(target + os.sep):
+            problems[Path(dirpath, name)] = "symbolic link loop: the folder link points to a folder that contains it"
+            return True
+        return False
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=failed, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath, f) for f in sorted(filenames) if is_image(f)]
+        dirnames[:] = sorted(d for d in dirnames if (hidden or not d.startswith(".")) and not loops(dirpath, real, d))
+        found += [Path(dirpath, f) for f in sorted(filenames) if is_image(f) or (hidden and _has_image_extension(f))]
     return found
+
+
+def _file_problem(file: Path) -> tuple[int, str]:
+    """``(size, "")`` for a readable, non-empty regular file, else ``(0, why not)``."""
+    try:
+        st = file.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return 0, "symbolic link loop: the link points back to itself"
+        if file.is_symlink():
+            return 0, f"broken symbolic link: its target {os.readlink(file)} does not exist"
+        return 0, f"cannot read file: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return 0, "not a regular file (a pipe, socket or device)"
+    if st.st_size == 0:
+        return 0, "empty file (0 bytes)"
+    return st.st_size, ""
+
+
+def _why_not_used(rel: str, layout: dict[str, Path] | None) -> str:
+    """Why a file with an image extension is outside every class folder (``layout`` None: class folders at the root)."""
+    parts = rel.split("/")
+    if any(p.startswith(".") for p in parts):
+        return "hidden (its name or a folder's starts with '.'); rename it to include it"
+    if layout is not None and len(parts) > 1 and parts[0] not in {d.name for d in layout.values()}:
+        return f"folder {parts[0]}/ is not a split folder (train, val, validation or test)"
+    return "not inside a class folder"
 
 
 def _split_layout(root: Path) -> dict[str, Path]:
@@ -122,22 +167,32 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     entries: list[Entry] = []
     skipped: list[dict] = []
     per_split: dict[str, set[str]] = {}
+    problems: dict[Path, str] = {}
+    accounted: set[str] = set()
     for split, split_dir in layout.items():
         per_split[split] = set()
         for class_dir in _subdirs(split_dir):
             per_split[split].add(class_dir.name)
-            for file in _walk_images(class_dir):
+            for file in _walk(class_dir, problems):
                 rel = file.relative_to(root).as_posix()
-                try:
-                    size = file.stat().st_size
-                except OSError as exc:
-                    skipped.append({"path": rel, "reason": f"cannot read file: {exc.strerror or exc}"})
+                accounted.add(os.path.realpath(file))
+                size, problem = _file_problem(file)
+                if problem:
+                    skipped.append({"path": rel, "reason": problem})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel, size))
+    for file in _walk(root, problems, hidden=True):  # every other image file, with the reason it is unused
+        if os.path.realpath(file) not in accounted:
+            rel = file.relative_to(root).as_posix()
+            skipped.append({"path": rel, "reason": _why_not_used(rel, None if carving else layout)})
+    skipped += [{"path": d.relative_to(root).as_posix() + "/", "reason": why} for d, why in problems.items()]
     classes = sorted(set().union(*per_split.values())) if per_split else []
     if not classes:
         raise PipelineError(f"no class folders found in {root}: expected {root}/<class>/*.jpg or {root}/train/<class>/*.jpg")
+    if not entries:
+        found = f"; {len(skipped)} unusable, e.g. {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        raise PipelineError(f"no image files found in the class folders of {root}{found}")
     counts = {(e.split, e.label) for e in entries}
     warnings = []
     for split in layout if not carving else sorted({e.split for e in entries}):

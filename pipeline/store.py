@@ -67,8 +67,57 @@ def fingerprint(config: dict) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def _is_feature_file(f: h5py.File) -> bool:
-    return "format_version" in f.attrs and "classes" in f
+COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
+
+
+def _kind_ok(ds: h5py.Dataset, kind: str) -> bool:
+    if kind == "str":
+        return ds.ndim == 1 and h5py.check_string_dtype(ds.dtype) is not None
+    return ds.dtype.kind in kind and ds.ndim >= 1
+
+
+def layout_problem(f: h5py.File) -> str:
+    """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
+
+    Only plain numbers and strings in the documented layout pass: no links to other files,
+    no external storage, no opaque or object data (nothing that a reader could be tricked into running).
+    """
+    if "format_version" not in f.attrs or "classes" not in f:
+        return "it is an HDF5 file but not a feature file written by `transfer extract`"
+    version = f.attrs["format_version"]
+    if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
+            and int(version) == FORMAT_VERSION):
+        return f"it has format_version {version!r}; this version reads {FORMAT_VERSION}"
+    links: list[str] = []
+    f.visititems_links(lambda name, link: links.append(name) if not isinstance(link, h5py.HardLink) else None)
+    if links:
+        return f"it links to other files or paths ({links[0]})"
+    if not (isinstance(f["classes"], h5py.Dataset) and _kind_ok(f["classes"], "str")):
+        return "/classes is not a list of strings"
+    for split in ("train", "val", "test"):
+        if split not in f:
+            continue
+        g = f[split]
+        if not isinstance(g, h5py.Group):
+            return f"/{split} is not a group"
+        lengths = set()
+        for name, kind in COLUMNS.items():
+            ds = g.get(name)
+            if not isinstance(ds, h5py.Dataset) or ds.external or not _kind_ok(ds, kind):
+                return f"/{split}/{name} is missing or has the wrong type"
+            lengths.add(ds.shape[0])
+        if len(lengths) != 1:
+            return f"the columns of /{split} have different lengths"
+        labels = g["labels"][()]
+        if len(labels) and not (0 <= labels.min() and labels.max() < f["classes"].shape[0]):
+            return f"/{split}/labels point outside /classes"
+    errors = f.get("errors")
+    if errors is not None:
+        columns = [errors.get(c) if isinstance(errors, h5py.Group) else None for c in ("path", "sha256", "reason")]
+        if not all(isinstance(ds, h5py.Dataset) and not ds.external and _kind_ok(ds, "str") for ds in columns) \
+                or len({ds.shape[0] for ds in columns}) != 1:
+            return "/errors is not three string columns of one length (path, sha256, reason)"
+    return ""
 
 
 class FeatureFile:
@@ -82,9 +131,11 @@ class FeatureFile:
             self._f = h5py.File(self.path, "r", locking=False)
         except OSError:
             raise PipelineError(f"{self.path} is not an HDF5 feature file (make one with `transfer extract`)") from None
-        if not _is_feature_file(self._f):
+        problem = layout_problem(self._f)
+        if problem:
             self._f.close()
-            raise PipelineError(f"{self.path} is an HDF5 file but not a feature file written by `transfer extract`")
+            raise PipelineError(f"{self.path} is not a usable feature file: {problem} "
+                                "(delete it and rerun `transfer extract`)")
 
     def __enter__(self) -> "FeatureFile":
         return self
@@ -173,6 +224,7 @@ class Parts:
             f["sha256"] = np.array([k[0] for k in keys], dtype=SHA)
             f["view"] = np.array([k[1] for k in keys], dtype=np.int32)
             f["features"] = features
+        _fsync(tmp)  # a power cut after the rename must not leave a part that looks whole but is not
         os.replace(tmp, final)
         return final
 
@@ -260,6 +312,11 @@ class _Sources:
         return out
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 def _strings(values: list[str], dtype) -> np.ndarray:
     return np.array(values, dtype=object).astype(dtype) if values else np.zeros(0, dtype)
 
@@ -271,6 +328,9 @@ def _write_split(f: h5py.File, split: str, rows: list[Row], sources: _Sources, d
     g["sha256"] = _strings([r.sha256 for r in rows], SHA)
     g["view"] = np.array([r.view for r in rows], dtype=np.int32)
     row_bytes = 4 * int(np.prod(shape))
+    if not row_bytes:  # no image could be read anywhere: the row shape is unknown, the split is empty
+        g.create_dataset("features", shape=(0, *shape), dtype=dtype)
+        return
     chunk = max(1, min(CHUNK_ROWS, len(rows), 2**20 // row_bytes))
     feats = g.create_dataset("features", shape=(len(rows), *shape), maxshape=(None, *shape), dtype=dtype,
                              chunks=(chunk, *shape))
@@ -295,8 +355,7 @@ def commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[
             e["path"] = _strings([x["path"] for x in errors], STR)
             e["sha256"] = _strings([x.get("sha256", "") for x in errors], SHA)
             e["reason"] = _strings([x["reason"] for x in errors], STR)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        _fsync(tmp)
         if old is not None:
             old.close()
         os.replace(tmp, path)

@@ -11,16 +11,24 @@ from ..errors import PipelineError
 
 
 class Group(click.Group):
-    """Turns :class:`PipelineError` into one clear line and exit code 2, unless ``--debug``."""
+    """One line instead of a traceback, unless ``--debug``: :class:`PipelineError` (a problem the user
+    can fix) exits 2; any other exception (a bug, a full disk, ...) exits 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except PipelineError as exc:
             if ctx.params.get("debug"):
                 raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
 
 
 def emit(obj: Any, as_json: bool, human: Callable[[Any], str]) -> None:
