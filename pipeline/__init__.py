@@ -19,6 +19,7 @@ _EXPORTS = {
     "FeatureFile": ("pipeline.store", "FeatureFile"),
     "describe": ("pipeline.info", "describe"),
     "PipelineError": ("pipeline.errors", "PipelineError"),
+    "audit_cache": ("pipeline.audit", "audit_cache"),
 }
 
 

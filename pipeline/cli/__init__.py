@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .common import Group
+from .audit import audit
 from .extract import demo, extract, info
 
 
@@ -18,5 +19,5 @@ def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
 
 
-for command in (extract, info, demo):
+for command in (extract, info, demo, audit):
     main.add_command(command)
