@@ -10,6 +10,7 @@ import click
 from .common import Group
 from .audit import audit
 from .extract import demo, extract, info
+from .augment import preview
 
 
 @click.group(cls=Group)
@@ -21,3 +22,4 @@ def main(debug: bool) -> None:
 
 for command in (extract, info, demo, audit):
     main.add_command(command)
+main.add_command(preview)
