@@ -1,0 +1,186 @@
+"""A `transfer extract` killed with SIGKILL (during extraction, during the commit, just after it) never
+leaves the published feature file corrupt; the rerun reuses the finished batches and ends with the
+same rows and features as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import extract
+from pipeline.store import FeatureFile
+from conftest import COLORS, make_folder, make_image
+
+ARGS = ["--backbone", "mobilenet_025", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
+FAST = dict(backbone="mobilenet_025", image_size=32, weights="none", batch_size=2)
+
+# Test-only slow-downs, injected into the child process before the command runs.
+SLOW_PARTS = """
+import pipeline.store as store
+_write = store.Parts.write
+def write(self, keys, features):
+    time.sleep(0.2)
+    return _write(self, keys, features)
+store.Parts.write = write
+"""
+PAUSE_IN_COMMIT = """
+import pipeline.store as store
+_write_split = store._write_split
+def write_split(f, split, *args):
+    _write_split(f, split, *args)
+    open(MARKER, "w").close()
+    time.sleep(600)
+store._write_split = write_split
+"""
+PAUSE_AFTER_REPLACE = """
+import pipeline.store as store
+_clear = store.Parts.clear
+def clear(self):
+    open(MARKER, "w").close()
+    time.sleep(600)
+store.Parts.clear = clear
+"""
+
+
+def transfer(args: list[str], patch: str = "", marker: Path | None = None) -> subprocess.Popen:
+    """Start ``transfer <args>`` in a child process, with ``patch`` applied first."""
+    code = (f"import time\nMARKER = {str(marker)!r}\n{patch}\n"
+            f"from pipeline.cli import main\nmain({args!r}, prog_name='transfer')\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"child ended before the kill point: {proc.communicate()[1].decode()[-2000:]}"
+        assert time.monotonic() < deadline, "kill point never reached"
+        time.sleep(0.01)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def part_files(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*/*.parts-*/part-*.h5"))
+
+
+def part_rows(cache: Path) -> int:
+    import h5py
+
+    total = 0
+    for part in part_files(cache):
+        with h5py.File(part, "r") as f:
+            total += f["sha256"].shape[0]
+    return total
+
+
+def snapshot(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """split -> relative path -> features (opening it also proves the file is whole and valid)."""
+    with FeatureFile(path) as f:
+        return {s: dict(zip(f.column(s, "paths"), f.features(s)[()])) for s in f.splits}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for split in a:
+        assert sorted(a[split]) == sorted(b[split])  # same rows, none duplicated or lost
+        for path, x in a[split].items():
+            np.testing.assert_allclose(x, b[split][path], atol=1e-3)
+
+
+@pytest.fixture
+def grown(tmp_path):
+    """A published cache of 24 images, then 60 more images added to the folder, and a reference
+    cache of all 84 made without interruption."""
+    root = make_folder(tmp_path / "photos", {"train": 8, "val": 4})
+    cache = tmp_path / "cache"
+    first = extract(root, cache_dir=str(cache), **FAST)
+    for label, color in COLORS.items():
+        for i in range(30):
+            make_image(root / "train" / label / f"added{i}.png", color, 1000 + i + (50 if label == "red" else 0))
+    reference = extract(root, cache_dir=str(tmp_path / "reference"), **FAST)
+    assert first["computed"] == 24 and reference["computed"] == 84
+    return root, cache, first, reference
+
+
+def test_kill_during_extraction_reuses_finished_batches(grown, tmp_path):
+    root, cache, first, reference = grown
+    before = snapshot(first["cache"])
+    proc = transfer(["extract", str(root), *ARGS, "--cache-dir", str(cache), "--json"], SLOW_PARTS)
+    wait_for(lambda: len(part_files(cache)) >= 3, proc)
+    kill(proc)
+    assert_same(snapshot(first["cache"]), before)  # the published file: whole, old version
+    done = part_rows(cache)
+    assert done >= 6
+
+    again = extract(root, cache_dir=str(cache), **FAST)
+    assert again["computed"] == 60 - done < 60  # only the batches not finished before the kill
+    assert_same(snapshot(again["cache"]), snapshot(reference["cache"]))
+    assert part_files(cache) == [] and not list(cache.glob("*/*.tmp-*"))
+
+
+@pytest.mark.parametrize("point", ["during-commit", "after-replace"])
+def test_kill_around_the_commit(grown, tmp_path, point):
+    root, cache, first, reference = grown
+    before = snapshot(first["cache"])
+    marker = tmp_path / "reached"
+    patch = PAUSE_IN_COMMIT if point == "during-commit" else PAUSE_AFTER_REPLACE
+    proc = transfer(["extract", str(root), *ARGS, "--cache-dir", str(cache)], patch, marker)
+    wait_for(marker.exists, proc)
+    published = Path(first["cache"])
+    tmp_file = published.with_name(f"{published.name}.tmp-{proc.pid}")
+    if point == "during-commit":
+        assert tmp_file.exists()  # the new version is being written beside the old one
+        assert_same(snapshot(published), before)
+    kill(proc)
+    after_kill = snapshot(published)  # whole either way: old version, or the complete new one
+    assert_same(after_kill, before if point == "during-commit" else snapshot(reference["cache"]))
+    assert part_files(cache)  # the finished batches survive the kill
+
+    again = extract(root, cache_dir=str(cache), **FAST)
+    assert again["computed"] == 0  # everything came from the parts or the file
+    assert_same(snapshot(again["cache"]), snapshot(reference["cache"]))
+    assert not tmp_file.exists() and part_files(cache) == []
+
+
+def test_kill_the_real_command_as_soon_as_it_writes(grown):
+    """No slow-down: the plain `transfer` command, killed the moment its first batch lands."""
+    root, cache, first, reference = grown
+    before = snapshot(first["cache"])
+    exe = Path(sys.executable).with_name("transfer")
+    proc = subprocess.Popen([str(exe), "extract", str(root), *ARGS, "--cache-dir", str(cache)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not part_files(cache) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    killed_midway = proc.poll() is None  # almost always; on a very fast machine it may finish first
+    if killed_midway:
+        kill(proc)
+    assert_same(snapshot(first["cache"]), before if killed_midway else snapshot(reference["cache"]))
+    again = extract(root, cache_dir=str(cache), **FAST)
+    assert_same(snapshot(again["cache"]), snapshot(reference["cache"]))
+    assert part_files(cache) == []
+
+
+def test_json_summary_of_a_resumed_run_counts_reuse(grown):
+    root, cache, _, _ = grown
+    proc = transfer(["extract", str(root), *ARGS, "--cache-dir", str(cache)], SLOW_PARTS)
+    wait_for(lambda: len(part_files(cache)) >= 2, proc)
+    kill(proc)
+    done = part_rows(cache)
+    exe = Path(sys.executable).with_name("transfer")
+    out = subprocess.run([str(exe), "extract", str(root), *ARGS, "--cache-dir", str(cache), "--json"],
+                         capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    summary = json.loads(out.stdout)
+    assert (summary["computed"], summary["reused"]) == (60 - done, 24 + done)
