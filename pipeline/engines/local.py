@@ -22,12 +22,15 @@ class LocalEngine:
         self._infer = None
         self.build_seconds = 0.0
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Build the model and trace the forward pass (once; ``run`` and ``features`` call it)."""
+        if self._infer is not None:
+            return
+        start = time.perf_counter()  # importing TensorFlow is part of the set-up cost
         import tensorflow as tf
 
         from .. import backbones
 
-        start = time.perf_counter()
         job = self.job
         model = backbones.build(job.backbone, job.size, job.pooling, job.weights, job.precision)
         preprocess = backbones.preprocess_fn(job.backbone, job.preprocess)
@@ -41,13 +44,20 @@ class LocalEngine:
         self._infer = infer
         self.build_seconds = time.perf_counter() - start
 
+    def features(self, pixels) -> np.ndarray:
+        """Features (float32) of up to ``batch_size`` images, ``(n, size, size, 3)`` uint8 RGB."""
+        self.build()
+        n, batch = len(pixels), self.job.batch_size
+        if n < batch:  # one compiled shape: pad the last batch rather than trace a second graph
+            pixels = np.pad(np.asarray(pixels), [(0, batch - n), (0, 0), (0, 0), (0, 0)])
+        return self._infer(pixels).numpy()[:n]
+
     def run(self, files: list[str], keys: list[Key], parts: Parts,
             on_batch: Callable[[int], None] = lambda n: None) -> Outcome:
         """Compute features for ``files`` (absolute paths) and write them, keyed by ``keys``, to ``parts``."""
+        self.build()  # before importing TensorFlow here, so that the import counts as set-up, not compute
         import tensorflow as tf
 
-        if self._infer is None:
-            self._build()
         size, batch = self.job.size, self.job.batch_size
         reasons: dict[int, str] = {}
 
@@ -72,13 +82,10 @@ class LocalEngine:
               .prefetch(2))
         computed, start = 0, time.perf_counter()
         for pixels, idx in ds:
-            n = int(idx.shape[0])
-            if n < batch:
-                pixels = tf.pad(pixels, [[0, batch - n], [0, 0], [0, 0], [0, 0]])
-            feats = self._infer(pixels).numpy()[:n]
-            good = [j for j, i in enumerate(idx.numpy()) if int(i) not in reasons]
+            feats, idx = self.features(pixels), idx.numpy()
+            good = [j for j, i in enumerate(idx) if i not in reasons]
             if good:
-                parts.write([keys[int(idx[j])] for j in good], feats[good])
+                parts.write([keys[idx[j]] for j in good], feats[good])
             computed += len(good)
-            on_batch(n)
+            on_batch(len(idx))
         return Outcome(computed=computed, failed=reasons, seconds=time.perf_counter() - start)

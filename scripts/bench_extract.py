@@ -1,0 +1,210 @@
+"""Stage-one speed benchmark on one dataset: decode, forward pass, engine and whole extraction.
+
+    .venv/bin/python scripts/bench_extract.py DATA_DIR --backbone mobilenet_v2 --image-size 160 --weights-dir DIR
+
+Prints a report. Every measurement is warmed up, repeated ``--repeat`` times and reported as the median,
+in images per second (wall clock) and CPU milliseconds per image (``time.process_time``, which other
+processes on a busy machine disturb much less). Ratios (bfloat16 against float32, XLA against the
+plain compiled graph) come from interleaved runs in the same process, so they hold on a busy machine;
+the load average is printed at the start and end of every section so noisy numbers show.
+
+Sections:
+  decode   ``pipeline.images.load_image`` over every file, one thread
+  forward  the compiled forward pass of the engine on one fixed batch, float32 and bfloat16
+           (``--jit`` adds the same graph compiled with XLA)
+  engine   ``LocalEngine.run`` over every file: tf.data decode overlapped with inference, part files written
+  extract  ``pipeline.extract`` in a fresh process (TensorFlow import, hashing, commit included), then a rerun
+           that reuses every row
+  accuracy (``--accuracy``) logistic regression on train, scored on val, with float32 and bfloat16 features
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function after one warm-up call, alternating between them."""
+    for fn in fns.values():
+        fn()
+    runs: dict[str, list] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            runs[name].append(timed(fn))
+    return {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for name, r in runs.items()}
+
+
+def rate(n: int, wall_cpu: tuple[float, float]) -> dict:
+    wall, cpu = wall_cpu
+    return {"images_per_second": round(n / wall, 1), "cpu_ms_per_image": round(1000 * cpu / n, 2)}
+
+
+def section(report: dict, name: str, result: dict) -> None:
+    report[name] = {**result, "load_average_after": load()}
+    print(f"{name:9s} {json.dumps(result)}   [load {load()}]", flush=True)
+
+
+def bench_decode(files: list[str], size: int, repeat: int) -> dict:
+    from pipeline.images import load_image
+
+    def decode_all():
+        for f in files:
+            load_image(f, size)
+
+    return rate(len(files), interleaved({"decode": decode_all}, repeat)["decode"])
+
+
+def engine_for(args, precision: str):
+    from pipeline import backbones
+    from pipeline.engines import Job
+    from pipeline.engines.local import LocalEngine
+
+    spec = backbones.get(args.backbone)
+    weights = backbones.resolve_weights(spec, args.image_size, args.weights, args.weights_dir)
+    return LocalEngine(Job(spec, args.image_size, args.pooling, "backbone", precision, weights, args.batch_size))
+
+
+def bench_forward(args) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
+    engines = {p: engine_for(args, p) for p in PRECISIONS}
+    for engine in engines.values():
+        engine.build()
+    fns = {p: (lambda e=e: e.features(batch)) for p, e in engines.items()}
+    if args.jit:
+        infer = engines["float32"]._infer.python_function  # the engine's own graph, compiled with XLA
+        xla = tf.function(infer, jit_compile=True)
+        fns["float32_xla"] = lambda: xla(tf.constant(batch)).numpy()
+    times = interleaved(fns, args.repeat)
+    out = {name: rate(args.batch_size, t) for name, t in times.items()}
+    out["bfloat16_speedup"] = round(times["float32"][0] / times["bfloat16"][0], 2)
+    out["bfloat16_cpu_speedup"] = round(times["float32"][1] / times["bfloat16"][1], 2)
+    if args.jit:
+        out["xla_speedup"] = round(times["float32"][0] / times["float32_xla"][0], 2)
+    return out
+
+
+def bench_engine(args, files: list[str], scratch: Path) -> dict:
+    from pipeline.store import Parts
+
+    engine = engine_for(args, args.precision)
+    keys = [(str(i), 0) for i in range(len(files))]
+    first = timed(engine.build)
+    computed = []
+
+    def run_all():
+        parts = Parts(scratch / f"parts-{time.time_ns()}")
+        computed.append(engine.run(files, keys, parts).computed)
+        parts.clear()
+
+    out = rate(len(files), interleaved({"engine": run_all}, args.repeat)["engine"])
+    return {**out, "computed": computed[-1], "build_seconds": round(first[0], 2)}
+
+
+def extract_in_subprocess(args, cache: Path, precision: str) -> dict:
+    kwargs = dict(backbone=args.backbone, image_size=args.image_size, pooling=args.pooling, weights=args.weights,
+                  weights_dir=args.weights_dir, batch_size=args.batch_size, precision=precision, cache_dir=str(cache))
+    code = f"import json, pipeline; print(json.dumps(pipeline.extract({args.data_dir!r}, **{kwargs!r})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"extract failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_extract(args, scratch: Path) -> dict:
+    runs = [extract_in_subprocess(args, scratch / f"cache-{i}", args.precision) for i in range(args.repeat)]
+    rerun = extract_in_subprocess(args, scratch / "cache-0", args.precision)
+    best = sorted(runs, key=lambda s: s["seconds"])[len(runs) // 2]
+    return {"seconds": best["seconds"], "timings": best["timings"], "computed": best["computed"],
+            "all_seconds": [s["seconds"] for s in runs], "rerun_seconds": rerun["seconds"],
+            "rerun_computed": rerun["computed"]}
+
+
+def bench_accuracy(args, scratch: Path) -> dict:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline import load
+
+    out = {}
+    for precision in PRECISIONS:
+        cache = extract_in_subprocess(args, scratch / f"accuracy-{precision}", precision)["cache"]
+        X, y, _ = load(cache, "train")
+        Xv, yv, _ = load(cache, "val")
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=5000)).fit(X, y)
+        out[precision] = round(100 * model.score(Xv, yv), 2)
+    out["difference_points"] = round(out["bfloat16"] - out["float32"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir")
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--pooling", default="avg")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--weights-dir")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="for the engine and extract sections")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jit", action="store_true", help="also time the forward pass compiled with XLA")
+    parser.add_argument("--accuracy", action="store_true", help="also compare logistic regression on float32 and bfloat16 features")
+    parser.add_argument("--sections", default="decode,forward,engine,extract")
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    args = parser.parse_args()
+
+    from pipeline import backbones, datasets
+
+    args.image_size = backbones.check_size(backbones.get(args.backbone), args.image_size)
+    manifest = datasets.scan(args.data_dir)
+    files = [str(manifest.root / e.path) for s in manifest.splits for e in manifest.split(s)]
+    wanted = args.sections.split(",") + (["accuracy"] if args.accuracy else [])
+    report = {"data": str(manifest.root), "files": len(files), "backbone": args.backbone, "image_size": args.image_size,
+              "pooling": args.pooling, "weights": args.weights, "precision": args.precision,
+              "batch_size": args.batch_size, "repeat": args.repeat, "cpus": os.cpu_count(), "load_average_start": load()}
+    print(f"bench_extract: {report['data']} ({len(files)} files), {args.backbone} {args.image_size} px {args.pooling}, "
+          f"weights {args.weights}, batch {args.batch_size}, precision {args.precision}, median of {args.repeat}, "
+          f"{os.cpu_count()} CPUs, load average {load()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_extract-") as tmp:
+        scratch = Path(tmp)
+        steps = {"decode": lambda: bench_decode(files, args.image_size, args.repeat),
+                 "forward": lambda: bench_forward(args),
+                 "engine": lambda: bench_engine(args, files, scratch),
+                 "extract": lambda: bench_extract(args, scratch),
+                 "accuracy": lambda: bench_accuracy(args, scratch)}
+        for name in wanted:
+            section(report, name, steps[name]())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
