@@ -1,0 +1,51 @@
+"""PNG figures of a run: confusion matrices per split and, for ``dense``, the training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_png(path: Path, matrices: dict[str, list[list[int]]], classes: list[str]) -> Path:
+    """One panel per split: rows are the true classes, columns the predicted ones."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    side = 1.2 + 0.5 * len(classes)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices) + 1, side + 1), squeeze=False)
+    for ax, (split, matrix) in zip(axes[0], matrices.items()):
+        ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False,
+                                                                               xticks_rotation="vertical")
+        ax.set_title(split)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curves_png(path: Path, history: dict[str, list[float]]) -> Path:
+    """Loss and accuracy per epoch, train and val."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "val")):
+            values = history.get(prefix + metric)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

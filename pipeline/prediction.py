@@ -1,0 +1,108 @@
+"""Use a trained head on new photos: the recorded backbone with identical preprocessing, then the head.
+
+The backbone, weights file (checked by sha256), input size, pooling, preprocessing, precision and stored
+dtype all come from the run's record of its feature file, so new features match the cached ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import backbones
+from .datasets import is_image
+from .errors import PipelineError
+from .images import load_image
+from .runs import Run, open_run
+
+
+def image_files(paths) -> list[str]:
+    """Files as given, and the images under folders (recursively, sorted)."""
+    files: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image(f.name))
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            raise PipelineError(f"{p} not found: pass image files or folders of images")
+    return files
+
+
+def recorded_backbone(features: dict, weights_dir: str | None = None) -> tuple[backbones.Backbone, backbones.Weights]:
+    """The backbone and weights a run's features came from; the weights file must be the very same one."""
+    spec = backbones.get(features["backbone"])
+    if features["weights"] == "none":
+        raise PipelineError("these features came from random weights (--weights none), which cannot be rebuilt for "
+                            "new images; extract with --weights imagenet or a weights file and train again")
+    weights = backbones.resolve_weights(spec, int(features["input_size"]), features["weights"], weights_dir)
+    if weights.sha256 != features["weights_sha256"]:
+        raise PipelineError(f"weights file {weights.path} (sha256 {weights.sha256[:12]}...) is not the one the features "
+                            f"were made with (sha256 {features['weights_sha256'][:12]}...); pass --weights-dir with that file")
+    return spec, weights
+
+
+class Extractor:
+    """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them."""
+
+    def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32):
+        spec, weights = recorded_backbone(features, weights_dir)
+        self.size, self.batch_size = int(features["input_size"]), batch_size
+        self.store_dtype = features.get("store_dtype") or "float32"
+        self.model = backbones.build(spec, self.size, features["pooling"], weights, features.get("precision", "float32"))
+        self.preprocess = backbones.preprocess_fn(spec, features["preprocess"])
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        out = []
+        for i in range(0, len(pixels), self.batch_size):
+            x = self.preprocess(tf.cast(pixels[i:i + self.batch_size], tf.float32))
+            out.append(tf.cast(self.model(x, training=False), tf.float32).numpy())
+        feats = np.concatenate(out)
+        return feats.astype(self.store_dtype).astype(np.float32)  # the cache's rounding, if it stores float16
+
+
+def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, batch_size: int = 32) -> list[dict]:
+    """``[{path, label, probabilities: {class: p}}]`` for images (files or folders); unreadable files come
+    back with ``label`` None and an ``error`` reason instead of stopping the run.
+
+    Examples
+    --------
+    >>> predict("runs/urban_rural-mobilenet_v2-160-avg-logreg-20250101-120000", ["new_photos/"])  # doctest: +SKIP
+    [{'path': 'new_photos/a.jpg', 'label': 'urban', 'probabilities': {'rural': 0.03, 'urban': 0.97}}]
+    """
+    run = open_run(run_dir)
+    files = image_files(paths)
+    extractor = Extractor(run.features, weights_dir, batch_size)
+    head = run.head()
+    pixels, good, results = [], [], []
+    for path in files:
+        image, reason = load_image(path, extractor.size)
+        results.append({"path": path, "label": None, "probabilities": None, **({"error": reason} if reason else {})})
+        if image is not None:
+            pixels.append(image)
+            good.append(len(results) - 1)
+    if pixels:
+        proba = head.predict_proba(extractor(np.stack(pixels)))
+        for i, row in zip(good, proba):
+            results[i]["label"] = run.classes[int(np.argmax(row))]
+            results[i]["probabilities"] = {c: float(p) for c, p in zip(run.classes, row)}
+    return results
+
+
+def write_csv(results: list[dict], run: Run | list[str], output: str | os.PathLike) -> Path:
+    """``path,label,p_<class>...,error`` one row per input file."""
+    classes = run.classes if isinstance(run, Run) else run
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "label", *(f"p_{c}" for c in classes), "error"])
+        for r in results:
+            probs = [f"{r['probabilities'][c]:.6f}" if r["probabilities"] else "" for c in classes]
+            out.writerow([r["path"], r["label"] or "", *probs, r.get("error", "")])
+    return output

@@ -1,0 +1,145 @@
+"""Stage two: fit a head on cached features, evaluate it per split, write a run directory; compare heads.
+
+Model selection uses val (or cross-validation on train when there is no val); test is only evaluated.
+Heads train on every train row (augmented views included) and are evaluated on the images themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import plots, runs
+from .errors import PipelineError
+from .heads import HEADS, make_head
+from .store import FeatureFile, fingerprint
+
+
+@dataclass
+class Features:
+    """Everything stage two reads from a feature file, loaded once."""
+
+    cache: Path
+    config: dict
+    classes: list[str]
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # X, y, groups (image hash) over all views
+    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # X, y, paths of the images themselves
+
+
+def read_features(cache: str | os.PathLike) -> Features:
+    with FeatureFile(cache) as f:
+        if "train" not in f.splits:
+            raise PipelineError(f"{cache} has no train split; extract a folder with train/ (or class folders)")
+        X, y = f.load("train")
+        train = (X, y, f.column("train", "sha256"))
+        missing = [c for i, c in enumerate(f.classes) if i not in set(y.tolist())]
+        if missing:
+            raise PipelineError(f"{cache}: no train images of class {', '.join(missing)}; add some or remove the folder")
+        splits = {}
+        for split in f.splits:
+            Xs, ys = f.load(split, originals_only=True)
+            paths = f.column(split, "paths")[f.column(split, "view") == 0]
+            splits[split] = (Xs, ys, paths)
+        return Features(Path(cache), f.config, f.classes, train, splits)
+
+
+def evaluate(head, X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[dict, np.ndarray]:
+    """``({accuracy, per_class, confusion_matrix, images}, probabilities)`` of a fitted head on one split."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    proba = np.asarray(head.predict_proba(X))
+    pred = np.argmax(proba, axis=1)
+    labels = list(range(len(classes)))
+    p, r, f1, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    per_class = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]), "support": int(n[i])}
+                 for i, c in enumerate(classes)}
+    return {"accuracy": float(accuracy_score(y, pred)), "images": int(len(y)), "per_class": per_class,
+            "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist()}, proba
+
+
+def fit(features: Features, head: str = "logreg", options: dict | None = None, seed: int = 0,
+        run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs") -> dict:
+    """Fit one head on already loaded ``features`` and write its run directory (see :func:`train`)."""
+    options = dict(options or {})
+    if "seed" in options:
+        raise PipelineError("pass the seed as seed=..., not among the head options")
+    estimator = make_head(head, seed=seed, **options)
+    X, y, groups = features.train
+    val = features.splits.get("val")
+    start = time.perf_counter()
+    estimator.fit(X, y, *(val[:2] if val else (None, None)), groups=groups)
+    fit_seconds = round(time.perf_counter() - start, 3)
+
+    out = Path(run_dir) if run_dir else runs.new_run_dir(features.cache, head, runs_root)
+    out.mkdir(parents=True, exist_ok=True)
+    estimator.save(out)
+    metrics = {}
+    for split, (Xs, ys, paths) in features.splits.items():
+        metrics[split], proba = evaluate(estimator, Xs, ys, features.classes)
+        metrics[split]["fit_seconds"] = fit_seconds
+        runs.write_predictions(out / f"predictions-{split}.csv", paths, ys, proba, features.classes)
+    config = {
+        "head": head, "params": estimator.get_params(), "selected": estimator.selected(), "seed": seed,
+        "classes": features.classes, "cache": str(features.cache.resolve()), "fingerprint": fingerprint(features.config),
+        "features": runs.feature_config(features.config), "feature_shape": list(X.shape[1:]),
+        "rows": {"train": int(len(y)), **{s: int(len(v[1])) for s, v in features.splits.items() if s != "train"}},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    runs.write_json(out / "config.json", config)
+    runs.write_json(out / "metrics.json", metrics)
+    plots.confusion_png(out / "confusion.png", {s: m["confusion_matrix"] for s, m in metrics.items()},
+                        features.classes)
+    if hasattr(estimator, "history_"):
+        plots.curves_png(out / "curves.png", estimator.history_)
+    return {"run_dir": str(out), "head": head, "selected": estimator.selected(), "fit_seconds": fit_seconds,
+            "metrics": metrics}
+
+
+def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None = None, seed: int = 0,
+          run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs") -> dict:
+    """Fit ``head`` on a feature file, evaluate it on every split and write a run directory.
+
+    Returns what ``transfer train --json`` prints: ``run_dir``, ``head``, ``selected`` (hyperparameters
+    chosen on val or by cross-validation), ``fit_seconds`` and ``metrics`` ({split: {accuracy, ...}}).
+
+    Examples
+    --------
+    >>> r = train("cache/urban_rural/mobilenet_v2-160-avg.h5", "dense", {"units": "256", "dropout": 0.5})  # doctest: +SKIP
+    >>> r["metrics"]["val"]["accuracy"]                                                                    # doctest: +SKIP
+    1.0
+    """
+    return fit(read_features(cache), head, options, seed, run_dir, runs_root)
+
+
+def compare(cache: str | os.PathLike, heads=tuple(HEADS), seed: int = 0,
+            runs_root: str | os.PathLike = "runs") -> list[dict]:
+    """Fit every head on the same cached features (read once): one row per head with ``head``,
+    ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``."""
+    heads = [heads] if isinstance(heads, str) else list(heads)
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown or not heads:
+        raise PipelineError(f"unknown head {', '.join(unknown) or '(none given)'}; choose from: {', '.join(HEADS)}")
+    features = read_features(cache)
+    rows = []
+    for head in heads:
+        result = fit(features, head, seed=seed, runs_root=runs_root)
+        m = result["metrics"]
+        rows.append({"head": head, "val_accuracy": m.get("val", {}).get("accuracy"),
+                     "test_accuracy": m.get("test", {}).get("accuracy"), "fit_seconds": result["fit_seconds"],
+                     "run_dir": result["run_dir"]})
+    return rows
+
+
+def evaluate_run(run_dir: str | os.PathLike, cache: str | os.PathLike) -> dict:
+    """Metrics of a trained head on every split of a feature file; features of another config are refused."""
+    run = runs.open_run(run_dir)
+    with FeatureFile(cache) as f:
+        run.check(f.config, f.classes, str(cache))
+    features = read_features(cache)
+    head = run.head()
+    return {split: evaluate(head, X, y, run.classes)[0] for split, (X, y, _) in features.splits.items()}
