@@ -20,6 +20,7 @@ _EXPORTS = {
     "describe": ("pipeline.info", "describe"),
     "PipelineError": ("pipeline.errors", "PipelineError"),
     "audit_cache": ("pipeline.audit", "audit_cache"),
+    "write_report": ("pipeline.report", "write_report"),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from .common import Group
-from .audit import audit
+from .audit import audit, report
 from .extract import demo, extract, info
 from .augment import preview
 
@@ -20,6 +20,6 @@ def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
 
 
-for command in (extract, info, demo, audit):
+for command in (extract, info, demo, audit, report):
     main.add_command(command)
 main.add_command(preview)

@@ -1,0 +1,169 @@
+"""One self-contained HTML page comparing run directories: every picture embedded as a data URI.
+
+The page holds the table of heads (backbone, head, val and test accuracy, fit time), each run's
+training curves and confusion matrices, its most confidently misclassified val/test images, and the
+audit of every feature file the runs were trained on. It needs no network and opens from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import PipelineError
+
+THUMB = 128
+SHOWN_GROUPS = 20
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
+th{background:#eef}tr.best td{background:#efe}img.plot{max-width:100%}
+.grid{display:flex;flex-wrap:wrap;gap:10px}.card{width:140px;font-size:12px;word-wrap:break-word}
+.card img{display:block;width:128px;height:128px;object-fit:contain;background:#f4f4f4}
+.group{display:flex;gap:10px;padding:8px 0;border-bottom:1px solid #eee}.wrong{color:#b00}
+"""
+
+
+def data_uri(payload: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def image_uri(path: Path) -> str:
+    """A JPEG thumbnail of a photo as a data URI (a grey placeholder when the file cannot be read)."""
+    from .contact_sheet import thumbnail
+
+    buffer = io.BytesIO()
+    thumbnail(path, THUMB).save(buffer, format="JPEG", quality=80)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
+def _card(path: Path, lines: list[str], css: str = "") -> str:
+    caption = "<br>".join(html.escape(x) for x in lines)
+    return f'<div class="card {css}"><img src="{image_uri(path)}" alt="{html.escape(path.name)}">{caption}</div>'
+
+
+def _png(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return ""
+    return f'<p><img class="plot" src="{data_uri(path.read_bytes(), "image/png")}" alt="{html.escape(alt)}"></p>'
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def misclassified(run_dir: Path, top: int) -> list[dict]:
+    """The ``top`` val/test images predicted wrong with the highest probability, from predictions-*.csv."""
+    wrong = []
+    for split in ("val", "test"):
+        path = run_dir / f"predictions-{split}.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["predicted"] != row["true"]:
+                    wrong.append({"split": split, "path": row["path"], "true": row["true"],
+                                  "predicted": row["predicted"], "probability": float(row[f"p_{row['predicted']}"]),
+                                  "p_true": float(row[f"p_{row['true']}"])})
+    return sorted(wrong, key=lambda w: -w["probability"])[:top]
+
+
+def _where(w: dict) -> str:
+    """The image's path, prefixed by its split unless the path already starts with it."""
+    return w["path"] if w["path"].startswith(w["split"] + "/") else f"{w['split']}: {w['path']}"
+
+
+def _run_section(run, metrics: dict, top: int) -> str:
+    root = Path(run.features.get("dataset_root") or ".")
+    parts = [f'<h2 id="{html.escape(run.dir.name)}">{html.escape(run.dir.name)}</h2>',
+             _png(run.dir / "curves.png", "training curves"), _png(run.dir / "confusion.png", "confusion matrices")]
+    wrong = misclassified(run.dir, top)
+    if wrong:
+        parts.append(f"<h3>Most confidently misclassified ({len(wrong)} shown)</h3><div class=grid>")
+        parts += [_card(root / w["path"], [_where(w), f"true {w['true']} ({w['p_true']:.2f})",
+                                           f"predicted {w['predicted']} ({w['probability']:.2f})"], "wrong")
+                  for w in wrong]
+        parts.append("</div>")
+    elif any(s in metrics for s in ("val", "test")):
+        parts.append("<p>No val/test image is misclassified.</p>")
+    return "\n".join(p for p in parts if p)
+
+
+def _audit_section(cache: str, root: Path, threshold: float) -> str:
+    from .audit import KINDS, audit_cache
+
+    title = f"<h2>Audit of {html.escape(Path(cache).name)}</h2>"
+    if not Path(cache).is_file():
+        return title + f"<p>{html.escape(cache)} is gone; rerun `transfer extract` to audit it.</p>"
+    found = audit_cache(cache, threshold)
+    parts = [title, f"<p>{found['images']} images; near copies at cosine &ge; {threshold}.</p>"]
+    for kind in KINDS:
+        groups = found[kind]
+        parts.append(f"<h3>{kind.replace('_', ' ')}: {len(groups)}</h3>")
+        for group in groups[:SHOWN_GROUPS]:
+            cards = [_card(root / g["path"], [f"{g['split']} / {g['class']}", g["path"]]
+                           + ([f"cosine {g['similarity']:.3f}"] if "similarity" in g else [])) for g in group]
+            parts.append(f'<div class="group">{"".join(cards)}</div>')
+        if len(groups) > SHOWN_GROUPS:
+            parts.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more (`transfer audit {html.escape(cache)}`).</p>")
+    return "\n".join(parts)
+
+
+def _heads_table(rows: list[tuple]) -> str:
+    best = max((r[1].get("val", {}).get("accuracy") or -1 for r in rows), default=-1)
+    out = ["<table><tr><th>run</th><th>backbone</th><th>head</th><th>val accuracy</th><th>test accuracy</th>"
+           "<th>fit seconds</th></tr>"]
+    for run, metrics in rows:
+        f = run.features
+        val, test = metrics.get("val", {}).get("accuracy"), metrics.get("test", {}).get("accuracy")
+        seconds = next((m.get("fit_seconds") for m in metrics.values()), None)
+        css = ' class="best"' if val is not None and val == best else ""
+        out.append(f'<tr{css}><td><a href="#{html.escape(run.dir.name)}">{html.escape(run.dir.name)}</a></td>'
+                   f"<td>{html.escape(str(f.get('backbone')))} {f.get('input_size')} px, {html.escape(str(f.get('pooling')))}</td>"
+                   f"<td>{html.escape(run.config['head'])}</td><td>{_pct(val)}</td><td>{_pct(test)}</td>"
+                   f"<td>{'-' if seconds is None else f'{seconds:.2f}'}</td></tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = "report.html",
+                 threshold: float = 0.97, top: int = 12) -> dict:
+    """Write one HTML page comparing ``run_dirs`` (each made by ``transfer train`` or ``compare``).
+
+    Returns ``{"report", "runs", "caches", "bytes"}``.
+
+    Examples
+    --------
+    >>> write_report(["runs/a", "runs/b"], "report.html")   # doctest: +SKIP
+    """
+    import json
+
+    from .runs import open_run
+
+    if not run_dirs:
+        raise PipelineError("give at least one run directory (made by `transfer train` or `transfer compare`)")
+    rows = []
+    for d in run_dirs:
+        run = open_run(d)
+        metrics_path = run.dir / "metrics.json"
+        if not metrics_path.is_file():
+            raise PipelineError(f"{run.dir} has no metrics.json; rerun `transfer train` to complete it")
+        rows.append((run, json.loads(metrics_path.read_text())))
+    caches = {}
+    for run, _ in rows:
+        caches.setdefault(run.config["cache"], Path(run.features.get("dataset_root") or "."))
+
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    body = [f"<h1>Transfer report</h1><p>{len(rows)} run(s), written {stamp}.</p>", _heads_table(rows)]
+    body += [_run_section(run, metrics, top) for run, metrics in rows]
+    body += [_audit_section(cache, root, threshold) for cache, root in caches.items()]
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Transfer report</title>'
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return {"report": str(out), "runs": len(rows), "caches": list(caches), "bytes": len(page.encode())}

@@ -1,0 +1,138 @@
+"""The HTML report: one self-contained file, every picture embedded, and it renders in a real browser."""
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from PIL import Image
+
+import pipeline
+from pipeline.cli import main
+from pipeline.training import compare
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Sources(HTMLParser):
+    """Every src/href of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("href", "src"):
+            if key in attrs and tag != "img":
+                self.links.append(attrs[key])
+
+
+def sources(page: Path) -> Sources:
+    parser = Sources()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def decode(uri: str) -> Image.Image:
+    header, payload = uri.split(",", 1)
+    assert header in ("data:image/png;base64", "data:image/jpeg;base64"), header
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    image.load()
+    return image
+
+
+@pytest.fixture
+def runs(tmp_path, fast_args) -> list[str]:
+    """logreg and dense runs on a tiny cache whose val holds two red pictures filed as blue."""
+    root = make_folder(tmp_path / "d", {"train": 6, "val": 3})
+    for i in range(2):
+        make_image(root / "val" / "blue" / f"really_red{i}.png", (200, 50, 40), 100 + i)
+    rows = compare(pipeline.extract(root, **fast_args)["cache"], ["logreg", "dense"], runs_root=str(tmp_path / "runs"))
+    return [r["run_dir"] for r in rows]
+
+
+def test_report_embeds_every_picture_and_shows_the_mistakes(runs, tmp_path):
+    result = pipeline.write_report(runs, tmp_path / "out" / "report.html")
+    page = Path(result["report"])
+    assert result["runs"] == 2 and page.stat().st_size == result["bytes"]
+    found = sources(page)
+    assert found.links == ["#" + Path(r).name for r in runs]  # only in-page anchors, nothing to fetch
+    pictures = [decode(uri) for uri in found.images]
+    # confusion matrices of both runs, the dense curves, and thumbnails of the misclassified images
+    assert len(pictures) >= 3 + 2 * 2
+    text = page.read_text(encoding="utf-8")
+    assert "val/blue/really_red0.png" in text and "predicted red" in text
+    assert "logreg" in text and "dense" in text and "Audit of" in text
+
+
+def test_report_works_after_the_photos_are_gone(runs, tmp_path):
+    shutil.rmtree(tmp_path / "d")
+    page = Path(pipeline.write_report(runs, tmp_path / "report.html")["report"])
+    assert all(decode(uri).size == (128, 128) for uri in sources(page).images if uri.startswith("data:image/jpeg"))
+
+
+def test_report_command_and_errors(runs, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "r.html"
+    result = runner.invoke(main, ["report", *runs, "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["report"] == str(out) and out.is_file()
+    bad = runner.invoke(main, ["report", str(tmp_path), "--output", str(tmp_path / "x.html")])
+    assert bad.exit_code == 2 and "not a run directory" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "x.html").exists()
+
+
+def screenshot(page: Path, tmp_path: Path) -> np.ndarray:
+    """Render ``page`` in headless Chromium, return the screenshot's pixels (the browser is always ended)."""
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+           page.resolve().as_uri()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("chromium did not finish rendering within 90 s")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert shot.is_file(), "chromium wrote no screenshot"
+    with Image.open(shot) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
+def test_report_renders_in_headless_chromium(runs, tmp_path):
+    page = Path(pipeline.write_report(runs, tmp_path / "report.html")["report"])
+    pixels = screenshot(page, tmp_path)
+    assert pixels.shape[:2] == (2000, 1200)
+    assert pixels.std() > 20, "the screenshot is blank"
+    colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 60  # the plots and photos, not black-on-white text
+    assert colourful.mean() > 0.01
+
+
+@needs_shared
+def test_report_of_a_real_run_is_one_file_with_the_audit(tmp_path):
+    cache = pipeline.extract(SHARED_DATA / "urban_rural", backbone="mobilenet_025", image_size=96,
+                             weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp_path / "cache"))["cache"]
+    rows = compare(cache, ["logreg"], runs_root=str(tmp_path / "runs"))
+    page = Path(pipeline.write_report([rows[0]["run_dir"]], tmp_path / "report.html")["report"])
+    found = sources(page)
+    assert all(decode(uri) for uri in found.images) and len(found.images) >= 3  # confusion + the two copies
+    assert all(link.startswith("#") for link in found.links)
+    text = page.read_text(encoding="utf-8")
+    assert "exact duplicates: 1" in text and "train/rural/rural22.jpeg" in text and "train/rural/rural8.jpeg" in text
