@@ -137,3 +137,14 @@ def test_urban_rural_rural22_and_rural8_are_identical(tmp_path):
                              weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp_path))["cache"]
     found = pipeline.audit_cache(cache)
     assert ["train/rural/rural22.jpeg", "train/rural/rural8.jpeg"] in paths(found["exact_duplicates"])
+
+
+def test_class_folders_carved_by_fraction(tmp_path, fast_args):
+    root = make_folder(tmp_path / "flowers", {"": 6})
+    shutil.copy(root / "red/red0.png", root / "blue/filed_twice.png")
+    shutil.copy(root / "blue/blue1.png", root / "blue/blue1 copy.png")
+    cache = pipeline.extract(root, val_fraction=0.5, **fast_args)["cache"]
+    found = pipeline.audit_cache(cache, threshold=1.0)
+    assert [sorted(p) for p in paths(found["label_conflicts"])] == [["blue/filed_twice.png", "red/red0.png"]]
+    copies = found["exact_duplicates"] + found["cross_split"]
+    assert ["blue/blue1 copy.png", "blue/blue1.png"] in [sorted(p) for p in paths(copies)]
