@@ -20,6 +20,12 @@ _EXPORTS = {
     "describe": ("pipeline.info", "describe"),
     "PipelineError": ("pipeline.errors", "PipelineError"),
     "audit_cache": ("pipeline.audit", "audit_cache"),
+    "train": ("pipeline.training", "train"),
+    "compare": ("pipeline.training", "compare"),
+    "evaluate_run": ("pipeline.training", "evaluate_run"),
+    "make_head": ("pipeline.heads", "make_head"),
+    "predict": ("pipeline.prediction", "predict"),
+    "export": ("pipeline.exporting", "export"),
     "write_report": ("pipeline.report", "write_report"),
 }
 

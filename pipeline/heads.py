@@ -63,6 +63,16 @@ def _check_y(y: np.ndarray) -> np.ndarray:
     return y
 
 
+def _balanced(class_weight, y: np.ndarray):
+    """``"balanced"`` as explicit weights from train labels (CV tools would count val labels too)."""
+    if class_weight != "balanced":
+        return class_weight
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    return dict(zip(classes.tolist(), compute_class_weight("balanced", classes=classes, y=y)))
+
+
 def _restore(estimator, **attrs):
     for name, value in attrs.items():
         setattr(estimator, name, value)
@@ -108,7 +118,8 @@ class LogRegHead(_SklearnHead):
         self.scaler_ = StandardScaler().fit(X)
         X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.seed)
         cv = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
-                                  l1_ratios=(0.0,), use_legacy_attributes=False, class_weight=self.class_weight,
+                                  l1_ratios=(0.0,), use_legacy_attributes=False,
+                                  class_weight=_balanced(self.class_weight, y),
                                   max_iter=self.max_iter, random_state=self.seed)
         cv.fit(self.scaler_.transform(X_all), y_all)  # one fold: coefficients of the train-only fit
         self.C_ = float(cv.C_)
@@ -232,6 +243,13 @@ def parse_units(units) -> tuple[int, ...]:
     return tuple(int(u) for u in units if u > 0)
 
 
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401  (Keras's TensorBoard callback needs it)
+    except ImportError:
+        raise PipelineError("--tensorboard needs the tensorboard package: pip install 'transfer-pipeline[tensorboard]'") from None
+
+
 class DenseHead(ClassifierMixin, BaseEstimator):
     """Keras: Normalization, Flatten when the features are maps, ``Dense(units, relu)`` + ``Dropout`` per
     entry of ``units``, ``Dense(classes, softmax)``; early stopping on val with the best weights restored.
@@ -240,7 +258,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, units=(256,), dropout: float = 0.5, optimizer: str = "adam", lr: float = 1e-3,
-                 epochs: int = 60, batch_size: int = 64, patience: int = 8, class_weight=None,
+                 epochs: int = 100, batch_size: int = 64, patience: int = 8, class_weight=None,
                  tensorboard: str | None = None, seed: int = 0):
         self.units, self.dropout, self.optimizer, self.lr = units, dropout, optimizer, lr
         self.epochs, self.batch_size, self.patience = epochs, batch_size, patience
@@ -266,7 +284,6 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
         import keras
-        from sklearn.utils.class_weight import compute_class_weight
 
         X, y = np.asarray(X, np.float32), _check_y(y)
         if X_val is None or len(X_val) == 0:
@@ -275,11 +292,10 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         keras.utils.set_random_seed(self.seed)
         self.classes_ = np.unique(y)
         self.model_ = self._build(X, len(self.classes_))
-        weights = None
-        if self.class_weight == "balanced":
-            weights = dict(enumerate(compute_class_weight("balanced", classes=self.classes_, y=y)))
+        weights = _balanced(self.class_weight, y)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)]
         if self.tensorboard:
+            _require_tensorboard()
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
         history = self.model_.fit(X, y, validation_data=(np.asarray(X_val, np.float32), y_val), epochs=self.epochs,
                                   batch_size=self.batch_size, class_weight=weights, callbacks=callbacks, verbose=0)

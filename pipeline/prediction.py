@@ -46,23 +46,22 @@ def recorded_backbone(features: dict, weights_dir: str | None = None) -> tuple[b
 
 
 class Extractor:
-    """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them."""
+    """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them
+    (the local engine's own compiled forward pass)."""
 
     def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32):
+        from .engines import Job
+        from .engines.local import LocalEngine
+
         spec, weights = recorded_backbone(features, weights_dir)
-        self.size, self.batch_size = int(features["input_size"]), batch_size
+        self.size = int(features["input_size"])
         self.store_dtype = features.get("store_dtype") or "float32"
-        self.model = backbones.build(spec, self.size, features["pooling"], weights, features.get("precision", "float32"))
-        self.preprocess = backbones.preprocess_fn(spec, features["preprocess"])
+        self.engine = LocalEngine(Job(spec, self.size, features["pooling"], features["preprocess"],
+                                      features.get("precision") or "float32", weights, batch_size))
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        out = []
-        for i in range(0, len(pixels), self.batch_size):
-            x = self.preprocess(tf.cast(pixels[i:i + self.batch_size], tf.float32))
-            out.append(tf.cast(self.model(x, training=False), tf.float32).numpy())
-        feats = np.concatenate(out)
+        step = self.engine.job.batch_size
+        feats = np.concatenate([self.engine.features(pixels[i:i + step]) for i in range(0, len(pixels), step)])
         return feats.astype(self.store_dtype).astype(np.float32)  # the cache's rounding, if it stores float16
 
 

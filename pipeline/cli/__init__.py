@@ -11,6 +11,7 @@ from .common import Group
 from .audit import audit, report
 from .extract import demo, extract, info
 from .augment import preview
+from . import train as stage_two
 
 
 @click.group(cls=Group)
@@ -23,3 +24,5 @@ def main(debug: bool) -> None:
 for command in (extract, info, demo, audit, report):
     main.add_command(command)
 main.add_command(preview)
+for command in (stage_two.train, stage_two.compare, stage_two.predict, stage_two.export):
+    main.add_command(command)

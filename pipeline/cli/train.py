@@ -1,0 +1,119 @@
+"""Stage two commands: train, compare, predict, export."""
+
+from __future__ import annotations
+
+import click
+
+from .common import emit, json_option
+
+HEAD_NAMES = ("logreg", "dense", "svm", "knn")
+weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
+                                  help="Folder holding Keras weight files. [env: TRANSFER_WEIGHTS_DIR]")
+
+
+def _accuracy(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+@click.command()
+@click.argument("cache_file", type=click.Path(dir_okay=False))
+@click.option("--head", default="logreg", show_default=True, type=click.Choice(HEAD_NAMES))
+@click.option("--units", default=None, help="dense: hidden layer sizes, e.g. 256 or 4096,4096; 0 = softmax only. [256]")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="dense: dropout rate. [0.5]")
+@click.option("--optimizer", default=None, help="dense: a Keras optimizer name, e.g. adam, rmsprop. [adam]")
+@click.option("--lr", type=float, default=None, help="dense: learning rate. [1e-3]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="dense: most epochs (early stopping on val). [100]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="dense: batch size. [64]")
+@click.option("--patience", type=click.IntRange(min=1), default=None, help="dense: epochs without val improvement. [8]")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, help="dense: write TensorBoard logs here.")
+@click.option("--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes inversely to their size.")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="[default: runs/<cache>-<head>-<time>]")
+@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, type=int)
+@json_option
+def train(cache_file: str, head: str, run_dir: str | None, runs_root: str, seed: int, as_json: bool, **options) -> None:
+    """Stage two: fit a head on cached features, evaluate it per split, save a run directory."""
+    from ..training import train as run
+
+    options = {k: v for k, v in options.items() if v is not None}
+    emit(run(cache_file, head, options, seed, run_dir, runs_root), as_json, _train_text)
+
+
+def _train_text(r: dict) -> str:
+    chosen = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())
+    lines = [r["run_dir"], f"{r['head']} ({chosen}) fitted in {r['fit_seconds']:.1f} s"]
+    lines += [f"  {split:>5}: accuracy {_accuracy(m['accuracy'])} of {m['images']} images"
+              for split, m in r["metrics"].items()]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("cache_file", type=click.Path(dir_okay=False))
+@click.option("--heads", default=",".join(HEAD_NAMES), show_default=True, help="Comma-separated heads to fit.")
+@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, type=int)
+@json_option
+def compare(cache_file: str, heads: str, runs_root: str, seed: int, as_json: bool) -> None:
+    """Fit several heads on the same cached features and print one table."""
+    from ..training import compare as run
+
+    rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root)
+    emit(rows, as_json, comparison_table)
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """head | val accuracy | test accuracy | fit seconds, one line per head."""
+    lines = [f"{'head':<8} {'val acc':>8} {'test acc':>9} {'fit s':>7}  run"]
+    lines += [f"{r['head']:<8} {_accuracy(r['val_accuracy']):>8} {_accuracy(r['test_accuracy']):>9} "
+              f"{r['fit_seconds']:>7.2f}  {r['run_dir']}" for r in rows]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write a CSV here instead of printing.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@weights_dir_option
+@json_option
+def predict(run_dir: str, paths: tuple[str, ...], output: str | None, batch_size: int, weights_dir: str | None,
+            as_json: bool) -> None:
+    """Classify image files or folders with a trained run (its backbone, then its head)."""
+    from ..prediction import predict as run, write_csv
+    from ..runs import open_run
+
+    results = run(run_dir, paths, weights_dir, batch_size)
+    for r in results:
+        if r.get("error"):
+            click.echo(f"warning: skipped {r['path']}: {r['error']}", err=True)
+    if output:
+        write_csv(results, open_run(run_dir), output)
+        click.echo(f"wrote {len(results)} rows to {output}", err=True)
+    else:
+        emit(results, as_json, _predict_text)
+
+
+def _predict_text(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        if r["label"] is None:
+            lines.append(f"{r['path']}\t-\t{r.get('error', '')}")
+        else:
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in r["probabilities"].items())
+            lines.append(f"{r['path']}\t{r['label']}\t{probs}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--output", required=True, type=click.Path(), help="model.keras, or a folder for --format savedmodel.")
+@click.option("--format", "fmt", default="keras", show_default=True, type=click.Choice(["keras", "savedmodel"]))
+@weights_dir_option
+@json_option
+def export(run_dir: str, output: str, fmt: str, weights_dir: str | None, as_json: bool) -> None:
+    """Write one model from RGB pixels (0..255) to class probabilities: preprocessing, base, head."""
+    from ..exporting import export as run
+
+    emit(run(run_dir, output, fmt, weights_dir), as_json,
+         lambda r: f"{r['output']} ({r['format']}): input {tuple(r['input_shape'])} float32 0..255 -> "
+                   f"probabilities of {', '.join(r['classes'])}")

@@ -1,0 +1,104 @@
+"""Every head behind the scikit-learn API, on small synthetic feature arrays."""
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.heads import HEADS, make_head, parse_units
+
+FAST = {"dense": {"epochs": 40, "patience": 5, "units": "16", "lr": 1e-2}}
+
+
+def features(n_per_class: int, seed: int, shape=(24,), classes: int = 2, shift: float = 1.5):
+    """Non-negative, pooled-like features whose class shows in a few dimensions."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    X = rng.gamma(2.0, 0.5, (len(y), *shape)).astype(np.float32)
+    flat = X.reshape(len(y), -1)
+    for c in range(classes):
+        flat[y == c, c * 3:(c + 1) * 3] += shift
+    return X, y
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
+    X, y = features(30, 0, classes=3)
+    Xv, yv = features(10, 1, classes=3)
+    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, yv)
+    proba = head.predict_proba(Xv)
+    assert proba.shape == (30, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert head.score(Xv, yv) >= 0.9
+    assert set(head.selected()) and list(head.classes_) == [0, 1, 2]
+    saved = head.save(tmp_path)
+    assert saved.suffix in (".npz", ".keras")
+    again = type(head).load(tmp_path, head.get_params())
+    np.testing.assert_allclose(again.predict_proba(Xv), proba, atol=1e-6)
+    np.testing.assert_array_equal(again.predict(Xv), head.predict(Xv))
+
+
+@pytest.mark.parametrize("name", ["logreg", "svm", "knn"])
+def test_without_val_hyperparameters_come_from_cross_validation(name):
+    X, y = features(20, 2)
+    groups = np.repeat(np.arange(20), 2)  # pairs of views of one image stay in one fold
+    head = make_head(name).fit(X, y, groups=groups)
+    assert head.score(*features(10, 3)) >= 0.9
+
+
+def test_val_drives_the_choice_of_C():
+    X, y = features(40, 4, shift=0.6)
+    Xv, yv = features(40, 5, shift=0.6)
+    strong = make_head("logreg", Cs=(1e-4,)).fit(X, y, Xv, yv)
+    chosen = make_head("logreg").fit(X, y, Xv, yv)
+    assert chosen.C_ in make_head("logreg").Cs
+    from sklearn.metrics import log_loss
+    assert log_loss(yv, chosen.predict_proba(Xv)) <= log_loss(yv, strong.predict_proba(Xv)) + 1e-9
+
+
+@pytest.mark.parametrize("name", ["logreg", "dense"])
+def test_feature_maps_are_flattened(name):
+    X, y = features(20, 6, shape=(2, 2, 6))
+    Xv, yv = features(8, 7, shape=(2, 2, 6))
+    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, yv)
+    assert head.predict_proba(Xv).shape == (16, 2) and head.score(Xv, yv) >= 0.8
+
+
+def test_dense_options_shape_the_network():
+    X, y = features(20, 8)
+    stacked = make_head("dense", units="32,16", dropout=0.2, optimizer="rmsprop", lr=1e-3, epochs=3).fit(X, y, X, y)
+    softmax_only = make_head("dense", units=0, epochs=3).fit(X, y, X, y)
+    dense_sizes = lambda h: [layer.units for layer in h.model_.layers if hasattr(layer, "units")]
+    assert dense_sizes(stacked) == [32, 16, 2] and dense_sizes(softmax_only) == [2]
+    assert len(stacked.history_["loss"]) <= 3 and "val_accuracy" in stacked.history_
+    assert type(stacked.model_.optimizer).__name__ == "RMSprop"
+
+
+def test_dense_writes_tensorboard_logs(tmp_path):
+    X, y = features(10, 9)
+    make_head("dense", epochs=2, tensorboard=str(tmp_path / "tb")).fit(X, y, X, y)
+    assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
+
+
+def test_balanced_class_weight_helps_the_small_class():
+    X, y = features(60, 10, shift=0.5)
+    keep = np.r_[np.arange(60), np.arange(60, 66)]  # 60 vs 6
+    Xv, yv = features(50, 11, shift=0.5)
+    plain = make_head("logreg", Cs=(1e-2,)).fit(X[keep], y[keep], Xv, yv)
+    balanced = make_head("logreg", Cs=(1e-2,), class_weight="balanced").fit(X[keep], y[keep], Xv, yv)
+    recall = lambda h: (h.predict(Xv)[yv == 1] == 1).mean()
+    assert recall(balanced) > recall(plain)
+
+
+def test_bad_options_are_refused_by_name():
+    with pytest.raises(PipelineError, match="--units does not apply to --head logreg"):
+        make_head("logreg", units=256)
+    with pytest.raises(PipelineError, match="unknown head 'forest'"):
+        make_head("forest")
+    with pytest.raises(PipelineError, match="balanced"):
+        make_head("svm", class_weight="auto")
+    with pytest.raises(PipelineError, match="knn has no class weights"):
+        make_head("knn", class_weight="balanced").fit(*features(5, 0))
+    with pytest.raises(PipelineError, match="at least 2 train images per class"):
+        make_head("logreg").fit(*features(1, 0))
+    assert parse_units("4096,4096") == (4096, 4096) and parse_units(0) == () and parse_units([256]) == (256,)
+    with pytest.raises(PipelineError, match="comma-separated"):
+        parse_units("big")
