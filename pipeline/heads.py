@@ -304,8 +304,10 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
+        from keras import ops
+
         X = np.asarray(X, np.float32)
-        chunks = [np.asarray(self.model_(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)]
+        chunks = [ops.convert_to_numpy(self.model_(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict(self, X) -> np.ndarray:
