@@ -261,9 +261,13 @@ def parts_for(path: Path, config: dict) -> Parts:
 @contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
     """One writer per feature file; a second one gets :class:`CacheLocked` naming the first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise PipelineError(f"cannot write the cache folder {path.parent} ({exc.strerror or exc}); "
+                            "pass --cache-dir a folder you can write to") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -22,13 +22,19 @@ class Group(click.Group):
         except PipelineError as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_first_line(exc)}", err=True)
             ctx.exit(2)
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"Error: {type(exc).__name__}: {_first_line(exc)} (rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def _first_line(exc: Exception) -> str:
+    """The message of ``exc`` cut to one line (libraries sometimes append pages of detail)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
 def emit(obj: Any, as_json: bool, human: Callable[[Any], str]) -> None:
