@@ -136,3 +136,15 @@ def test_report_of_a_real_run_is_one_file_with_the_audit(tmp_path):
     assert all(link.startswith("#") for link in found.links)
     text = page.read_text(encoding="utf-8")
     assert "exact duplicates: 1" in text and "train/rural/rural22.jpeg" in text and "train/rural/rural8.jpeg" in text
+
+
+def test_compare_writes_the_report_too(tmp_path, fast_args):
+    cache = pipeline.extract(make_folder(tmp_path / "d", {"train": 4, "val": 2}), **fast_args)["cache"]
+    out = tmp_path / "compare.html"
+    result = CliRunner().invoke(main, ["compare", cache, "--heads", "logreg,knn", "--runs-root", str(tmp_path / "runs"),
+                                       "--report", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    text = out.read_text(encoding="utf-8")
+    assert all(Path(r["run_dir"]).name in text for r in rows) and len(rows) == 2
+    assert all(decode(uri) for uri in sources(out).images)

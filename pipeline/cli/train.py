@@ -52,13 +52,19 @@ def _train_text(r: dict) -> str:
 @click.option("--heads", default=",".join(HEAD_NAMES), show_default=True, help="Comma-separated heads to fit.")
 @click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the HTML report of these runs here (see `transfer report`).")
 @json_option
-def compare(cache_file: str, heads: str, runs_root: str, seed: int, as_json: bool) -> None:
+def compare(cache_file: str, heads: str, runs_root: str, seed: int, report_path: str | None, as_json: bool) -> None:
     """Fit several heads on the same cached features and print one table."""
     from ..training import compare as run
 
     rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root)
     emit(rows, as_json, comparison_table)
+    if report_path:
+        from ..report import write_report
+
+        click.echo(f"report: {write_report([r['run_dir'] for r in rows], report_path)['report']}", err=True)
 
 
 def comparison_table(rows: list[dict]) -> str:
