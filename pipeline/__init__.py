@@ -27,6 +27,8 @@ _EXPORTS = {
     "predict": ("pipeline.prediction", "predict"),
     "export": ("pipeline.exporting", "export"),
     "write_report": ("pipeline.report", "write_report"),
+    "preview": ("pipeline.previewing", "preview"),
+    "finetune": ("pipeline.finetuning", "finetune"),
 }
 
 

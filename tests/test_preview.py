@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import make_folder
 from pipeline import PipelineError
 from pipeline.cli import main
-from pipeline.preview import preview
+from pipeline.previewing import preview
 
 
 def test_grid_takes_classes_in_turn_and_draws_one_cell_per_image(tiny_data, tmp_path):

@@ -10,7 +10,7 @@ import click
 from .common import Group
 from .audit import audit, report
 from .extract import demo, extract, info
-from .augment import preview
+from .augment import finetune, preview
 from . import train as stage_two
 
 
@@ -23,6 +23,7 @@ def main(debug: bool) -> None:
 
 for command in (extract, info, demo, audit, report):
     main.add_command(command)
-main.add_command(preview)
+for command in (preview, finetune):
+    main.add_command(command)
 for command in (stage_two.train, stage_two.compare, stage_two.predict, stage_two.export):
     main.add_command(command)

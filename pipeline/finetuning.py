@@ -1,0 +1,247 @@
+"""Stage three: fine-tune the top of the base together with a trained ``dense`` head, end to end on images.
+
+The model is the exported one (:mod:`pipeline.exporting`'s preprocessing layers, the recorded base and
+the trained head, so training starts from a good head) with the augmentation layers in front. The top
+``unfreeze`` layers of the base (or every layer from ``unfreeze_from``) become trainable, except the
+BatchNormalization layers: they stay frozen, hence in inference mode, as the Keras transfer learning
+guide recommends. (In Keras 3.15, ``base(x, training=False)`` inside a functional model does not do
+it: a training call of the outer model still updates their statistics.) Training uses a low learning
+rate and early stopping on val accuracy (or loss), and keeps the starting weights if no epoch beats them.
+
+The splits are the ones of the run's feature file (its image paths, read from ``data_dir`` or the
+dataset root it records); images are decoded once, as in stage one, and held in memory as uint8.
+
+The run directory has the layout of :mod:`pipeline.runs` with the fine-tuned base saved as
+``base.weights.h5`` and recorded as the features' weights file, so ``predict`` and ``export`` rebuild
+the fine-tuned model; ``baseline.json`` holds the frozen head's metrics.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import augment as augmentation
+from . import backbones, plots, runs
+from .errors import PipelineError
+from .images import load_image
+from .store import FeatureFile, fingerprint
+
+MONITORS = ("val_accuracy", "val_loss")
+
+
+class _Proba:
+    """Probabilities already computed, behind the ``predict_proba`` that :func:`training.evaluate` calls."""
+
+    def __init__(self, proba: np.ndarray):
+        self.proba = proba
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.proba
+
+
+def _source_run(run_dir: str | os.PathLike) -> runs.Run:
+    run = runs.open_run(run_dir)
+    if run.config["head"] != "dense":
+        raise PipelineError(f"{run_dir} holds a {run.config['head']} head; fine-tuning starts from a dense head: "
+                            f"`transfer train CACHE --head dense` first")
+    return run
+
+
+def build(run: runs.Run, policy: str = "default", weights_dir: str | None = None):
+    """``(model, base, head)``: image -> augmentation -> preprocessing -> base -> trained head."""
+    import keras
+
+    from .exporting import head_layers, preprocessing_layers
+    from .prediction import recorded_backbone
+
+    features = run.features
+    (head,) = head_layers(run)  # a dense head is one Keras model
+    spec, weights = recorded_backbone(features, weights_dir)
+    size = int(features["input_size"])
+    base = backbones.build(spec, size, features["pooling"], weights, features.get("precision") or "float32")
+    inputs = keras.Input((size, size, 3), dtype="float32", name="image")
+    x = inputs
+    for layer in augmentation.layers(policy) + preprocessing_layers(spec.module, features["preprocess"]):
+        x = layer(x)
+    return keras.Model(inputs, head(base(x)), name=f"{spec.name}_finetune"), base, head
+
+
+def unfreeze(base, top: int | None = None, start: str | None = None) -> int:
+    """Make the top ``top`` layers of ``base`` (or all from the layer named ``start``) trainable, except
+    BatchNormalization layers, which stay frozen and in inference mode; return how many layers are unfrozen."""
+    names = [layer.name for layer in base.layers]
+    if top is not None and start is not None:
+        raise PipelineError("pass --unfreeze N or --unfreeze-from LAYER, not both")
+    if start is not None:
+        if start not in names:
+            close = difflib.get_close_matches(start, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise PipelineError(f"{base.name} has no layer {start!r}{hint} (see the list with --dry-run)")
+        cut = names.index(start)
+    else:
+        top = len(names) // 3 if top is None else top
+        if not 0 <= top <= len(names):
+            raise PipelineError(f"--unfreeze must be between 0 and {len(names)} (the layers of {base.name})")
+        cut = len(names) - top
+    import keras
+
+    base.trainable = True
+    for i, layer in enumerate(base.layers):
+        # a frozen BatchNormalization runs in inference mode (its statistics stay the ImageNet ones)
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+    return len(names) - cut
+
+
+def _count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def layer_table(model, base) -> dict:
+    """What ``model.summary()`` shows: layers with parameters and trainability, and the totals."""
+    def row(layer) -> dict:
+        return {"name": layer.name, "type": type(layer).__name__, "params": _count(layer.weights),
+                "trainable": _count(layer.trainable_weights)}
+
+    return {"layers": [row(layer) for layer in model.layers],
+            "base_layers": [row(layer) for layer in base.layers],
+            "total_params": _count(model.weights), "trainable_params": _count(model.trainable_weights),
+            "non_trainable_params": _count(model.non_trainable_weights)}
+
+
+def _images(root: Path, paths: list[str], size: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """``(pixels, kept indices, skipped)``: every image decoded once, as stage one decodes it."""
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda p: load_image(str(root / p), size), paths))
+    kept = [i for i, (pixels, _) in enumerate(loaded) if pixels is not None]
+    skipped = [{"path": paths[i], "reason": reason} for i, (pixels, reason) in enumerate(loaded) if pixels is None]
+    pixels = np.stack([loaded[i][0] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return pixels, np.array(kept, dtype=int), skipped
+
+
+def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int) -> tuple[dict, list[dict]]:
+    """``{split: (pixels, labels, paths)}`` of the run's feature file (its images, not augmented views)."""
+    cache = Path(run.config["cache"])
+    if not cache.is_file():
+        raise PipelineError(f"the run's feature file {cache} is gone; finetune reads the split lists from it: "
+                            "extract again with the run's settings")
+    root = Path(data_dir or run.features["dataset_root"])
+    if not root.is_dir():
+        raise PipelineError(f"dataset folder {root} not found; pass --data with the folder the features came from")
+    out, skipped = {}, []
+    with FeatureFile(cache) as f:
+        for split in f.splits:
+            original = f.column(split, "view") == 0
+            paths, labels = list(f.column(split, "paths")[original]), f.column(split, "labels")[original]
+            pixels, kept, missed = _images(root, paths, size)
+            skipped += missed
+            out[split] = (pixels, labels[kept], [paths[i] for i in kept])
+    if "val" not in out or not len(out["val"][0]):
+        raise PipelineError("fine-tuning stops early on val: extract with a val/ folder or --val-fraction and train again")
+    return out, skipped
+
+
+def _metrics(model, data: dict, classes: list[str], out: Path, batch_size: int) -> dict:
+    from .training import evaluate
+
+    metrics = {}
+    for split, (pixels, labels, paths) in data.items():
+        proba = model.predict(pixels, batch_size=batch_size, verbose=0)
+        metrics[split], _ = evaluate(_Proba(proba), None, labels, classes)
+        runs.write_predictions(out / f"predictions-{split}.csv", paths, labels, proba, classes)
+    return metrics
+
+
+def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, unfreeze_top: int | None = None,
+             unfreeze_from: str | None = None, epochs: int = 10, lr: float = 1e-5, augment: str = "default",
+             batch_size: int = 16, patience: int = 3, monitor: str = "val_accuracy", seed: int = 0,
+             out_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
+             weights_dir: str | None = None, dry_run: bool = False) -> dict:
+    """Fine-tune a ``dense`` run end to end on its images; write a run directory.
+
+    Returns ``run_dir``, ``metrics`` ({split: {accuracy, ...}}), ``baseline`` (the frozen head's metrics),
+    ``epochs`` (trained, and the one kept: 0 = the starting weights), ``unfrozen`` and the parameter
+    counts. With ``dry_run`` only the layer table and counts (nothing is trained or written).
+
+    Examples
+    --------
+    >>> r = finetune("runs/hotdog-mobilenet_v2-160-avg-dense-20250101-120000", unfreeze_top=30)  # doctest: +SKIP
+    >>> r["baseline"]["val"]["accuracy"], r["metrics"]["val"]["accuracy"]                        # doctest: +SKIP
+    (0.92, 0.94)
+    """
+    import keras
+
+    if epochs < 1 or batch_size < 1 or patience < 0 or not lr > 0:
+        raise PipelineError("--epochs and --batch-size must be at least 1, --patience 0 or more, --lr above 0")
+    if monitor not in MONITORS:
+        raise PipelineError(f"--monitor {monitor!r} is not one of: {', '.join(MONITORS)}")
+    source = _source_run(run_dir)
+    keras.utils.set_random_seed(seed)
+    model, base, head = build(source, augment, weights_dir)
+    unfrozen = unfreeze(base, unfreeze_top, unfreeze_from)
+    table = layer_table(model, base)
+    summary = {"source": str(source.dir), "unfrozen": unfrozen, "first_unfrozen": base.layers[-unfrozen].name
+               if unfrozen else None, "augment": str(augmentation.parse(augment)), **table}
+    if dry_run:
+        return summary
+
+    size = int(source.features["input_size"])
+    data, skipped = _splits(source, data_dir, size)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    (X, y, _), (Xv, yv, _) = data["train"], data["val"]
+    start = model.evaluate(Xv, yv, batch_size=batch_size, verbose=0, return_dict=True)[monitor[len("val_"):]]
+    start_weights = model.get_weights()
+    stop = keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
+    t = time.perf_counter()
+    history = model.fit(X, y, validation_data=(Xv, yv), epochs=epochs, batch_size=batch_size,
+                        shuffle=True, callbacks=[stop], verbose=0).history
+    fit_seconds = round(time.perf_counter() - t, 3)
+    sign = 1 if monitor == "val_accuracy" else -1
+    best = int(np.argmax(sign * np.array(history[monitor])))
+    kept = best + 1
+    if sign * history[monitor][best] <= sign * start:  # no epoch beat the frozen head: keep it
+        model.set_weights(start_weights)
+        kept = 0
+
+    out = Path(out_dir) if out_dir else runs.new_run_dir(source.config["cache"], "dense-finetuned", runs_root)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = _metrics(model, data, source.classes, out, batch_size)
+    for m in metrics.values():
+        m["fit_seconds"] = fit_seconds
+    weights_file = out / "base.weights.h5"
+    base.save_weights(weights_file)
+    head.save(out / "head.keras")
+    features = dict(source.features, weights=str(weights_file.resolve()),
+                    weights_sha256=backbones.file_sha256(weights_file))
+    baseline = _baseline(source.dir)
+    history = {k: [float(v) for v in vs] for k, vs in history.items()}
+    config = dict(source.config, features=features, fingerprint=fingerprint(features),
+                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  finetune={"from_run": str(source.dir.resolve()), "unfrozen": unfrozen,
+                            "first_unfrozen": summary["first_unfrozen"], "lr": lr, "epochs": epochs,
+                            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor,
+                            "start": start, "patience": patience, "batch_size": batch_size, "augment": summary["augment"],
+                            "seed": seed, "data_dir": str(Path(data_dir or source.features["dataset_root"])),
+                            "history": history,
+                            "skipped": skipped, "trainable_params": table["trainable_params"]})
+    runs.write_json(out / "config.json", config)
+    runs.write_json(out / "metrics.json", metrics)
+    runs.write_json(out / "baseline.json", baseline)
+    plots.confusion_png(out / "confusion.png", {s: m["confusion_matrix"] for s, m in metrics.items()}, source.classes)
+    plots.curves_png(out / "curves.png", history)
+    return {"run_dir": str(out), "metrics": metrics, "baseline": baseline, "fit_seconds": fit_seconds,
+            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor, "start": start,
+            "history": history, "skipped": skipped, **summary}
+
+
+def _baseline(run_dir: Path) -> dict:
+    """The frozen head's metrics, as its run recorded them."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
