@@ -1,7 +1,7 @@
 """Input-pipeline alternatives for the local engine, timed against the engine itself.
 
     .venv/bin/python scripts/bench_levers.py DATA_DIR [--backbone mobilenet_v2 --image-size 160 --weights-dir DIR]
-        [--intra 0 --inter 0] [--repeat 5]
+        [--intra 0 --inter 0] [--repeat 5] [--variants engine,map_1,...]
 
 Each variant feeds the engine's own compiled forward pass (``LocalEngine.features``) and writes part files,
 like ``LocalEngine.run``; only the input side changes:
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--intra", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
     parser.add_argument("--inter", type=int, default=0, help="TensorFlow inter-op threads (0: default)")
+    parser.add_argument("--variants", default="engine,map_1,map_2,prefetch_auto,tf_decode,bg_write")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -125,6 +126,7 @@ def main() -> None:
         "tf_decode": lambda p: consume(engine, tf_dataset(tf, files, size, batch), p),
         "bg_write": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, 2), p, background=True),
     }
+    variants = {name: variants[name] for name in args.variants.split(",")}
     print(f"bench_levers: {manifest.root} ({len(files)} files), {args.backbone} {size} px, batch {batch}, "
           f"intra {args.intra} inter {args.inter}, median of {args.repeat}, load average {load()}", flush=True)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
