@@ -113,9 +113,24 @@ def _file_problem(file: Path) -> tuple[int, str]:
     return st.st_size, ""
 
 
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded from the disk can be stored (HDF5 and JSON want valid UTF-8)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(rel: str) -> str:
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _why_not_used(rel: str, layout: dict[str, Path] | None) -> str:
-    """Why a file with an image extension is outside every class folder (``layout`` None: class folders at the root)."""
+    """Why a file with an image extension is not used (``layout`` None: class folders at the root)."""
     parts = rel.split("/")
+    if not _utf8(rel):
+        return "its name or its folder's is not valid UTF-8 (old zip files do this); rename it"
     if any(p.startswith(".") for p in parts):
         return "hidden (its name or a folder's starts with '.'); rename it to include it"
     if layout is not None and len(parts) > 1 and parts[0] not in {d.name for d in layout.values()}:
@@ -153,6 +168,8 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     >>> m.classes, len(m.split("val"))                # doctest: +SKIP
     """
     root = Path(root)
+    if not _utf8(str(root.resolve())):
+        raise PipelineError(f"the path of {_printable(str(root))} is not valid UTF-8; rename the folder")
     if not root.is_dir():
         raise PipelineError(f"data directory not found: {root} (pass a folder of class folders or train/val/test folders)")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -172,9 +189,13 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     for split, split_dir in layout.items():
         per_split[split] = set()
         for class_dir in _subdirs(split_dir):
+            if not _utf8(class_dir.name):
+                continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
             for file in _walk(class_dir, problems):
                 rel = file.relative_to(root).as_posix()
+                if not _utf8(rel):
+                    continue
                 accounted.add(os.path.realpath(file))
                 size, problem = _file_problem(file)
                 if problem:
@@ -185,8 +206,8 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     for file in _walk(root, problems, hidden=True):  # every other image file, with the reason it is unused
         if os.path.realpath(file) not in accounted:
             rel = file.relative_to(root).as_posix()
-            skipped.append({"path": rel, "reason": _why_not_used(rel, None if carving else layout)})
-    skipped += [{"path": d.relative_to(root).as_posix() + "/", "reason": why} for d, why in problems.items()]
+            skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
+    skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]
     classes = sorted(set().union(*per_split.values())) if per_split else []
     if not classes:
         raise PipelineError(f"no class folders found in {root}: expected {root}/<class>/*.jpg or {root}/train/<class>/*.jpg")

@@ -33,6 +33,7 @@ UNUSABLE = {
     "train/cat/loop_b.jpg": "loop",
     "train/cat/fifo.jpg": "not a regular file",
     "train/cat/.hidden.png": "hidden",
+    "train/cat/caf\ufffd.png": "not valid UTF-8",
     "train/cat/.ipynb_checkpoints/copy.png": "hidden",
     "train/stray.png": "class folder",
     "extra/e.png": "not a split folder",
@@ -74,6 +75,7 @@ def odd(tmp_path: Path) -> Path:
     os.symlink("missing.png", cat / "dangling.png")
     os.symlink(".", cat / "dirloop")
     os.mkfifo(cat / "fifo.jpg")
+    (cat / os.fsdecode(b"caf\xe9.png")).write_bytes(_jpeg_bytes(1))  # a Latin-1 name, as in old zip files
     (root / "train" / "dog").mkdir()
     make_image(root / "train" / "stray.png", (0, 9, 0), 5)
     make_image(root / "extra" / "e.png", (0, 9, 0), 6)
@@ -89,7 +91,8 @@ def _image_files_on_disk(root: Path) -> set[str]:
     for dirpath, _, files in os.walk(root):
         for name in files:
             if os.path.splitext(name)[1].lower() in datasets.IMAGE_EXTENSIONS:
-                found.add(Path(dirpath, name).relative_to(root).as_posix())
+                rel = Path(dirpath, name).relative_to(root).as_posix()
+                found.add(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     return found
 
 
