@@ -59,3 +59,5 @@ def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
         return None, f"cannot decode image ({text})"
     except MemoryError:
         return None, "not enough memory to decode this image"
+    except Exception as exc:  # a crafted file can trip any error inside a decoder: one file must not stop the run
+        return None, f"damaged image data ({type(exc).__name__}: {exc})"

@@ -173,3 +173,22 @@ def test_only_undecodable_images_commit_an_empty_split_with_errors(tmp_path, fas
     assert s["splits"] == {"train": 0} and [x["path"] for x in s["skipped"]] == ["a/x.jpg"]
     with FeatureFile(s["cache"]) as f:
         assert f.rows("train") == 0 and [e["path"] for e in f.errors()] == ["a/x.jpg"]
+
+
+def test_a_decoder_crash_on_one_file_does_not_stop_the_run(tiny_data, fast_args, monkeypatch):
+    import struct
+
+    import pipeline.images
+
+    real_open = pipeline.images.Image.open
+
+    def fragile_open(path, *args, **kwargs):
+        if str(path).endswith("red3.png"):
+            raise struct.error("unpack requires a buffer of 4 bytes")  # as from a crafted EXIF block
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.images.Image, "open", fragile_open)
+    s = extract(tiny_data, **fast_args)
+    assert s["splits"]["train"] == 11 and s["computed"] == 21
+    assert s["skipped"] == [{"path": "train/red/red3.png",
+                             "reason": "damaged image data (error: unpack requires a buffer of 4 bytes)"}]
