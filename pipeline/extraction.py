@@ -123,6 +123,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     augment_key = describe_augment(augment_policy, seed) if augment else "none"
     if augment and augment_key == "none":
         raise PipelineError("--augment K needs a policy: pass --augment-policy default or a list of steps")
+    if augment and engine != "local":
+        raise PipelineError("--augment needs --engine local (the other engines do not augment views yet)")
 
     t = time.perf_counter()
     manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction))
