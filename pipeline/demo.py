@@ -36,12 +36,15 @@ def write_digits(root: str | os.PathLike, size: int = SAMPLE_SIZE) -> Path:
 
 
 def run_demo(workdir: str | os.PathLike = "sample", weights_dir: str | None = None, progress=None) -> dict:
-    """Write the sample, extract MobileNetV2 features at 96 px, and describe the cache."""
+    """Write the sample, extract MobileNetV2 features at 96 px, describe the cache, and compare every head
+    on it (run directories under ``workdir/runs``)."""
     from .extraction import extract
     from .info import describe
+    from .training import compare
 
     workdir = Path(workdir)
     data = write_digits(workdir / "digits")
     summary = extract(data, backbone="mobilenet_v2", image_size=SAMPLE_SIZE, weights_dir=weights_dir,
                       cache_dir=workdir / "cache", progress=progress)
-    return {"extract": summary, "info": describe(summary["cache"])}
+    return {"extract": summary, "info": describe(summary["cache"]),
+            "compare": compare(summary["cache"], runs_root=workdir / "runs")}
