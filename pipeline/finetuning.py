@@ -77,6 +77,8 @@ def build(run: runs.Run, policy: str = "default", weights_dir: str | None = None
 def unfreeze(base, top: int | None = None, start: str | None = None) -> int:
     """Make the top ``top`` layers of ``base`` (or all from the layer named ``start``) trainable, except
     BatchNormalization layers, which stay frozen and in inference mode; return how many layers are unfrozen."""
+    import keras
+
     names = [layer.name for layer in base.layers]
     if top is not None and start is not None:
         raise PipelineError("pass --unfreeze N or --unfreeze-from LAYER, not both")
@@ -91,8 +93,6 @@ def unfreeze(base, top: int | None = None, start: str | None = None) -> int:
         if not 0 <= top <= len(names):
             raise PipelineError(f"--unfreeze must be between 0 and {len(names)} (the layers of {base.name})")
         cut = len(names) - top
-    import keras
-
     base.trainable = True
     for i, layer in enumerate(base.layers):
         # a frozen BatchNormalization runs in inference mode (its statistics stay the ImageNet ones)
@@ -167,8 +167,8 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     """Fine-tune a ``dense`` run end to end on its images; write a run directory.
 
     Returns ``run_dir``, ``metrics`` ({split: {accuracy, ...}}), ``baseline`` (the frozen head's metrics),
-    ``epochs`` (trained, and the one kept: 0 = the starting weights), ``unfrozen`` and the parameter
-    counts. With ``dry_run`` only the layer table and counts (nothing is trained or written).
+    ``epochs_trained``, ``epoch_kept`` (0: the starting weights), ``history``, ``unfrozen`` and the
+    parameter counts. With ``dry_run`` only the layer table and counts (nothing is trained or written).
 
     Examples
     --------
@@ -225,12 +225,12 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     config = dict(source.config, features=features, fingerprint=fingerprint(features),
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   finetune={"from_run": str(source.dir.resolve()), "unfrozen": unfrozen,
-                            "first_unfrozen": summary["first_unfrozen"], "lr": lr, "epochs": epochs,
-                            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor,
-                            "start": start, "patience": patience, "batch_size": batch_size, "augment": summary["augment"],
-                            "seed": seed, "data_dir": str(Path(data_dir or source.features["dataset_root"])),
-                            "history": history,
-                            "skipped": skipped, "trainable_params": table["trainable_params"]})
+                            "first_unfrozen": summary["first_unfrozen"], "trainable_params": table["trainable_params"],
+                            "lr": lr, "epochs": epochs, "batch_size": batch_size, "patience": patience,
+                            "monitor": monitor, "augment": summary["augment"], "seed": seed,
+                            "data_dir": str(Path(data_dir or source.features["dataset_root"])),
+                            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start,
+                            "history": history, "skipped": skipped})
     runs.write_json(out / "config.json", config)
     runs.write_json(out / "metrics.json", metrics)
     runs.write_json(out / "baseline.json", baseline)
