@@ -218,7 +218,7 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     weights_file = out / "base.weights.h5"
     base.save_weights(weights_file)
     head.save(out / "head.keras")
-    features = dict(source.features, weights=str(weights_file.resolve()),
+    features = dict(source.features, weights=weights_file.name,  # relative: the run dir can move
                     weights_sha256=backbones.file_sha256(weights_file))
     baseline = _baseline(source.dir)
     history = {k: [float(v) for v in vs] for k, vs in history.items()}

@@ -70,8 +70,15 @@ class Run:
 
     @property
     def features(self) -> dict:
-        """The feature config the head was trained on (backbone, weights, size, pooling, ...)."""
-        return self.config["features"]
+        """The feature config the head was trained on (backbone, weights, size, pooling, ...).
+
+        A weights file recorded relative to the run (a fine-tuned base) resolves against the run directory,
+        so a run directory can be moved or copied whole."""
+        features = dict(self.config["features"])
+        weights = str(features.get("weights") or "")
+        if weights not in ("", "imagenet", "none") and not Path(weights).is_absolute():
+            features["weights"] = str((self.dir / weights).resolve())
+        return features
 
     def head(self):
         return head_class(self.config["head"]).load(self.dir, self.config["params"])

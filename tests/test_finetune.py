@@ -93,8 +93,8 @@ def test_finetune_writes_a_run_that_predict_and_export_rebuild(runs):
     assert r["epochs_trained"] == 2 and r["epoch_kept"] in (0, 1, 2)
     config = json.loads((out / "config.json").read_text())
     source = json.loads((Path(runs["dense"]) / "config.json").read_text())
-    assert config["features"]["weights"] == str((out / "base.weights.h5").resolve())
-    before, after = (_base_weights(source["features"]["weights"]), _base_weights(config["features"]["weights"]))
+    assert config["features"]["weights"] == "base.weights.h5"  # relative to the run: the folder can move
+    before, after = (_base_weights(source["features"]["weights"]), _base_weights(str(out / "base.weights.h5")))
     changed = any(not np.array_equal(a, b) for a, b in zip(before, after))
     assert changed == (r["epoch_kept"] > 0)
     assert config["finetune"]["unfrozen"] == 12 and config["head"] == "dense"
@@ -104,6 +104,11 @@ def test_finetune_writes_a_run_that_predict_and_export_rebuild(runs):
     got = {str(Path(p["path"]).relative_to(runs["data"])): p["probabilities"]["red"]
            for p in predict(out, [runs["data"] / "val"])}
     assert got.keys() == expected.keys()
+    moved = out.rename(runs["tmp"] / "ft-moved")
+    got_moved = {str(Path(p["path"]).relative_to(runs["data"])): p["probabilities"]["red"]
+                 for p in predict(moved, [runs["data"] / "val"])}
+    assert got_moved == got
+    out = moved.rename(out)
     np.testing.assert_allclose([got[k] for k in expected], list(expected.values()), atol=1e-4)
 
     exported = export(out, runs["tmp"] / "ft.keras")
