@@ -17,7 +17,7 @@ from typing import Callable
 from . import backbones, datasets, store
 from .augment import describe as describe_augment
 from .audit import duplicate_warnings
-from .engines import Job, create
+from .engines import Job, check, create
 from .errors import PipelineError
 
 PRECISIONS = ("float32", "bfloat16")
@@ -92,7 +92,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             pooling: str = "avg", weights: str = "imagenet", weights_dir: str | None = None,
             preprocess: str = "backbone", precision: str = "float32", store_dtype: str = "float32",
             batch_size: int = 32, cache_dir: str | os.PathLike = "cache", val_fraction: float = 0.0,
-            test_fraction: float = 0.0, engine: str = "local",
+            test_fraction: float = 0.0, engine: str = "local", ray_address: str | None = None,
+            workers: int | None = None,
             augment: int = 0, augment_policy: str = "default", seed: int = 0,
             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     """Extract features of every image under ``data_dir`` into ``cache_dir/<dataset>/<config>.h5``.
@@ -125,6 +126,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         raise PipelineError("--augment K needs a policy: pass --augment-policy default or a list of steps")
     if augment and engine != "local":
         raise PipelineError("--augment needs --engine local (the other engines do not augment views yet)")
+    check(engine, ray_address, workers)
 
     t = time.perf_counter()
     manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction))
@@ -166,7 +168,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         if missing:
             job = Job(spec, size, pooling, preprocess, precision, resolved, batch_size,
                       str(augment_policy if augment else "none"), seed)
-            runner = create(engine, job)
+            runner = create(engine, job, ray_address, workers)
             by_split: dict[str, list] = {}
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
             for key in missing:

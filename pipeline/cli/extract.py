@@ -32,11 +32,17 @@ from .common import emit, json_option, progress_bars
               help="Steps for --augment, e.g. flip,rotate=0.1,zoom=0.2,brightness=0.2 (see transfer preview).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Makes the augmented views reproducible.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this process; ray: Ray Data on a cluster (pip install 'transfer-pipeline[ray]').")
+@click.option("--ray-address", default=None, help="auto, ray://host:port, or host:port [default: start Ray here].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Inference actors for --engine ray [default: 1].")
 @json_option
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             augment: int, augment_policy: str, seed: int,
-            cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, as_json: bool) -> None:
+            cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, engine: str,
+            ray_address: str | None, workers: int | None, as_json: bool) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
 
@@ -44,6 +50,7 @@ def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, 
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
                   augment=augment, augment_policy=augment_policy, seed=seed,
+                  engine=engine, ray_address=ray_address, workers=workers,
                   progress=progress_bars(not as_json and sys.stderr.isatty()))
     for line in summary["warnings"] + summary["notes"]:
         click.echo(f"warning: {line}", err=True)

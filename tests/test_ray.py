@@ -1,0 +1,151 @@
+"""The Ray engine: same rows and features as the local engine, and killed workers cost no data.
+
+Runs on a local Ray with 2 CPUs; skipped when Ray Data is not installed.
+"""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import FeatureFile, PipelineError, extract
+from pipeline.engines import check
+from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="Ray Data not installed (pip install -e '.[ray]')")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A local Ray with 2 CPUs for the whole module; its address lets other processes join it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def contents(summary: dict) -> tuple[dict, list]:
+    """``{(split, path): (label, features)}`` and the skipped paths of a feature file."""
+    with FeatureFile(summary["cache"]) as f:
+        rows = {(s, p): (y, x) for s in f.splits
+                for p, y, x in zip(f.column(s, "paths"), f.column(s, "labels"), f.features(s)[()])}
+        return rows, sorted(e["path"] for e in f.errors())
+
+
+def assert_same(a: dict, b: dict, atol: float = 1e-4) -> None:
+    (rows_a, err_a), (rows_b, err_b) = contents(a), contents(b)
+    assert rows_a.keys() == rows_b.keys() and err_a == err_b
+    assert all(rows_a[k][0] == rows_b[k][0] for k in rows_a)
+    assert max(float(np.abs(rows_a[k][1] - rows_b[k][1]).max()) for k in rows_a) <= atol
+
+
+def part_files(cache_dir: Path) -> list[Path]:
+    return list(cache_dir.glob("*/*.parts-*/part-*.h5"))
+
+
+def kill_when_parts_appear(pid_of, cache_dir: Path, seen: dict) -> threading.Thread:
+    """In the background: once a first part file exists, SIGKILL the process ``pid_of()`` names."""
+    def watch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = len(part_files(cache_dir))
+            pid = pid_of() if done else None
+            if pid:
+                seen["parts_at_kill"] = done
+                os.kill(pid, signal.SIGKILL)
+                seen["killed"] = pid
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def inference_actor_pid() -> int | None:
+    """The pid of a live Ray Data inference actor (its process title names the callable class)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"MapBatches(_Infer)" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(PipelineError, match=r"pip install 'transfer-pipeline\[ray\]'"):
+        check("ray")
+
+
+def test_ray_options_need_the_ray_engine():
+    with pytest.raises(PipelineError, match="--engine ray"):
+        check("local", workers=2)
+    with pytest.raises(PipelineError, match="unknown engine"):
+        check("spark")
+
+
+@needs_ray
+def test_same_rows_and_features_as_local(ray_address, tiny_data, fast_args, tmp_path):
+    (tiny_data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
+    local = extract(tiny_data, **fast_args)
+    remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray", workers=2)
+    assert remote["splits"] == local["splits"] == {"train": 12, "val": 6, "test": 4}
+    assert remote["computed"] == 22 and [s["path"] for s in remote["skipped"]] == ["train/red/broken.png"]
+    assert "Pillow" in remote["skipped"][0]["reason"]
+    assert_same(local, remote)
+    again = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray")
+    assert again["computed"] == 0 and again["reused"] == 22
+
+
+@needs_ray
+def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args):
+    data = make_folder(tmp_path / "many", {"": 60})  # 120 images, 30 batches of 4
+    args = {**fast_args, "image_size": 64, "batch_size": 4}
+    cache = tmp_path / "ray"
+    seen: dict = {}
+    watcher = kill_when_parts_appear(inference_actor_pid, cache, seen)
+    remote = extract(data, **{**args, "cache_dir": str(cache)}, engine="ray")
+    watcher.join(timeout=1)
+    assert seen.get("killed") and seen["parts_at_kill"] < 30, "the actor was not killed mid-run"
+    assert remote["computed"] == 120 and remote["skipped"] == []
+    assert_same(extract(data, **args), remote)
+
+
+@needs_ray
+def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args):
+    data = make_folder(tmp_path / "many", {"": 60})
+    args = {**fast_args, "image_size": 64, "batch_size": 4, "cache_dir": str(tmp_path / "ray")}
+    code = (f"from pipeline import extract; extract({str(data)!r}, engine='ray', ray_address={ray_address!r}, "
+            f"**{args!r})")
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: dict = {}
+    kill_when_parts_appear(lambda: driver.pid, Path(args["cache_dir"]), seen).join(timeout=150)
+    driver.wait(timeout=30)
+    assert seen.get("killed") and driver.returncode == -signal.SIGKILL
+    assert not list(Path(args["cache_dir"]).glob("*/*.h5")) and part_files(Path(args["cache_dir"]))
+    rerun = extract(data, **args, engine="ray")
+    assert rerun["reused"] > 0 and rerun["computed"] == 120 - rerun["reused"]
+    assert_same(extract(data, **{**args, "cache_dir": str(tmp_path / "local")}), rerun)
+    assert not part_files(Path(args["cache_dir"]))
+
+
+@needs_ray
+@needs_shared
+@pytest.mark.real
+def test_real_photos_match_local(ray_address, tmp_path):
+    args = dict(backbone="mobilenet_v2", image_size=224, weights_dir=str(SHARED_WEIGHTS))
+    local = extract(SHARED_DATA / "urban_rural", cache_dir=str(tmp_path / "local"), **args)
+    remote = extract(SHARED_DATA / "urban_rural", cache_dir=str(tmp_path / "ray"), engine="ray", **args)
+    assert remote["computed"] == local["computed"] > 0
+    assert_same(local, remote)
