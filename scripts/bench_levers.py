@@ -9,11 +9,15 @@ like ``LocalEngine.run``; only the input side changes:
   engine        ``LocalEngine.run`` as shipped (Pillow decode via numpy_function, map AUTOTUNE, prefetch 2)
   map_1, map_2  decode with 1 or 2 parallel calls instead of AUTOTUNE
   prefetch_auto prefetch AUTOTUNE batches instead of 2
+  private_pool  tf.data on a private pool of 2 threads (``Options.threading.private_threadpool_size``)
+  data_intra_1  tf.data ops limited to one intra-op thread (``Options.threading.max_intra_op_parallelism``)
   tf_decode     TensorFlow's own JPEG decode and bilinear resize instead of Pillow (other pixels: speed only)
   bg_write      part files written on a background thread
 
 Variants run interleaved, after one warm-up pass each; the median of ``--repeat`` passes is reported as
-images per second and CPU milliseconds per image, with the load average. ``--intra``/``--inter`` set
+images per second and CPU milliseconds per image, with every pass's speed and the load average. On a shared
+machine passes are bimodal (the same variant at 155 and 280 img/s when another process takes a core for a
+while): compare CPU milliseconds, or the best passes, rather than single medians. ``--intra``/``--inter`` set
 TensorFlow's thread pools (0 = its default) before anything runs: compare runs with different values.
 """
 
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import engine_for, load  # noqa: E402  (same engine set-up and load report)
 
 
-def pillow_dataset(tf, files: list[str], size: int, batch: int, parallel, prefetch):
+def pillow_dataset(tf, files: list[str], size: int, batch: int, parallel, prefetch, pool: int = 0, intra: int = 0):
     from pipeline.images import load_image
 
     def decode(i):
@@ -49,7 +53,11 @@ def pillow_dataset(tf, files: list[str], size: int, batch: int, parallel, prefet
         pixels.set_shape((size, size, 3))
         return pixels, i
 
-    return tf.data.Dataset.range(len(files)).map(op, num_parallel_calls=parallel).batch(batch).prefetch(prefetch)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = pool
+    options.threading.max_intra_op_parallelism = intra
+    ds = tf.data.Dataset.range(len(files)).map(op, num_parallel_calls=parallel).batch(batch).prefetch(prefetch)
+    return ds.with_options(options)
 
 
 def tf_dataset(tf, files: list[str], size: int, batch: int):
@@ -97,7 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--intra", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
     parser.add_argument("--inter", type=int, default=0, help="TensorFlow inter-op threads (0: default)")
-    parser.add_argument("--variants", default="engine,map_1,map_2,prefetch_auto,tf_decode,bg_write")
+    parser.add_argument("--variants", default="engine,map_1,map_2,prefetch_auto,private_pool,data_intra_1,tf_decode,bg_write")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -123,6 +131,8 @@ def main() -> None:
         "map_1": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, 1, 2), p),
         "map_2": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, 2, 2), p),
         "prefetch_auto": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, auto), p),
+        "private_pool": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, 2, pool=2), p),
+        "data_intra_1": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, 2, intra=1), p),
         "tf_decode": lambda p: consume(engine, tf_dataset(tf, files, size, batch), p),
         "bg_write": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, 2), p, background=True),
     }
@@ -142,7 +152,7 @@ def main() -> None:
     for name, r in runs.items():
         wall, cpu = statistics.median(w for w, _ in r), statistics.median(c for _, c in r)
         print(f"{name:14s} {len(files) / wall:7.1f} img/s  {1000 * cpu / len(files):5.2f} CPU-ms/img  "
-              f"{base / wall:5.2f}x engine", flush=True)
+              f"{base / wall:5.2f}x engine   passes: {' '.join(f'{len(files) / w:.0f}' for w, _ in r)} img/s", flush=True)
     print(f"load average {load()}")
     scratch.rmdir()
 
