@@ -61,7 +61,7 @@ def test_flip_only_mirrors():
 def test_extract_stores_k_views_of_train_only_and_adding_views_computes_only_new_ones(tiny_data, fast_args):
     s = extract(tiny_data, augment=2, augment_policy="flip,rotate=0.2", seed=3, **fast_args)
     assert s["splits"] == {"train": 36, "val": 6, "test": 4} and s["computed"] == 46
-    assert Path(s["cache"]).name.startswith("mobilenet_025-32-avg-random-aug")
+    assert Path(s["cache"]).name.startswith("vgg16-32-avg-random-aug")
     with FeatureFile(s["cache"]) as f:
         assert f.config["augment"] == "flip=horizontal,rotate=0.2;seed=3"
         assert f.column("train", "view").tolist()[:6] == [0, 1, 2, 0, 1, 2]

@@ -19,8 +19,8 @@ from pipeline import extract
 from pipeline.store import FeatureFile
 from conftest import COLORS, make_folder, make_image
 
-ARGS = ["--backbone", "mobilenet_025", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
-FAST = dict(backbone="mobilenet_025", image_size=32, weights="none", batch_size=2)
+ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
+FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
 
 # Test-only slow-downs, injected into the child process before the command runs.
 SLOW_PARTS = """

@@ -21,14 +21,14 @@ def test_layout_rows_and_labels(tiny_data, fast_args):
         for key in ("format_version", "backbone", "weights", "weights_sha256", "input_size", "pooling",
                     "preprocess", "precision", "augment", "keras_version", "tensorflow_version", "created"):
             assert key in f.attrs
-        assert f["train/features"].shape == (12, 256) and f["train/features"].chunks is not None
+        assert f["train/features"].shape == (12, 512) and f["train/features"].chunks is not None
         paths = f["train/paths"].asstr()[()]
         labels = f["train/labels"][()]
         assert all(("/red/" in p) == (lab == 1) for p, lab in zip(paths, labels))
         assert set(f["train/view"][()]) == {0}
         assert len(f["errors/path"]) == 0
     X, y, classes = load(s["cache"], "val")
-    assert X.shape == (6, 256) and X.dtype == np.float32 and sorted(y) == [0, 0, 0, 1, 1, 1]
+    assert X.shape == (6, 512) and X.dtype == np.float32 and sorted(y) == [0, 0, 0, 1, 1, 1]
 
 
 def test_unchanged_rerun_computes_nothing_and_skips_tensorflow(tiny_data, fast_args, tmp_path):
@@ -62,20 +62,20 @@ def test_different_config_goes_to_a_different_file(tiny_data, fast_args):
     c = extract(tiny_data, **{**fast_args, "preprocess": "rescale"})
     assert len({a["cache"], b["cache"], c["cache"]}) == 3
     assert b["computed"] == 22 and c["computed"] == 22
-    assert load(b["cache"])[0].shape[1:] == (1, 1, 256)
+    assert load(b["cache"])[0].shape[1:] == (1, 1, 512)
 
 
 def test_changed_weights_file_never_reuses(tiny_data, fast_args, tmp_path):
     import keras
 
-    model = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(32, 32, 3))
+    model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     wpath = tmp_path / "w.weights.h5"
     model.save_weights(str(tmp_path / "w1.weights.h5"))
     import shutil
     shutil.copy(tmp_path / "w1.weights.h5", wpath)
     args = {**fast_args, "weights": str(wpath)}
     a = extract(tiny_data, **args)
-    model2 = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(32, 32, 3))
+    model2 = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     model2.save_weights(str(wpath))
     b = extract(tiny_data, **args)
     assert b["computed"] == 22

@@ -53,7 +53,7 @@ def test_a_changed_weights_file_never_reuses_old_features(tiny_data, fast_args, 
     target = weights_dir / backbones.get("mobilenet_025").fallback_filename()  # what 32 px looks for
     model = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(224, 224, 3))
     model.save(target)
-    args = {**fast_args, "weights": "imagenet", "weights_dir": str(weights_dir)}
+    args = {**fast_args, "backbone": "mobilenet_025", "weights": "imagenet", "weights_dir": str(weights_dir)}
     first = extract(tiny_data, **args)
     old = _rows(first["cache"])
     model.set_weights([w * 1.5 for w in model.get_weights()])
@@ -156,7 +156,7 @@ def test_a_run_refuses_features_from_another_backbone(trained, tiny_data, fast_a
     cache, run_dir = trained
     assert evaluate_run(run_dir, cache)["train"]["accuracy"] >= 0.5
     other = extract(tiny_data, **{**fast_args, "backbone": "mobilenet_050"})["cache"]
-    with pytest.raises(PipelineError, match="backbone 'mobilenet_050' vs 'mobilenet_025'"):
+    with pytest.raises(PipelineError, match="backbone 'mobilenet_050' vs 'vgg16'"):
         evaluate_run(run_dir, other)
 
 

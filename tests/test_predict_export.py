@@ -23,12 +23,13 @@ SIZE = 32
 
 
 def random_weights(path):
-    """A fixed MobileNet 0.25 weights file, so that features can be recomputed (unlike --weights none)."""
+    """A fixed VGG16 weights file, so that features can be recomputed (unlike --weights none); random-init
+    VGG16 features are about 0.1, not vanishing like a random MobileNet's, so comparisons can fail."""
     import keras
 
     keras.utils.set_random_seed(0)
-    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), alpha=0.25,
-                                 pooling="avg").save_weights(path)
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                             pooling="avg").save_weights(path)
     return path
 
 
@@ -36,8 +37,8 @@ def random_weights(path):
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pe")
     data = make_folder(root / "colors", {"train": 8, "val": 4})
-    weights = random_weights(root / "mobilenet_025.weights.h5")
-    cache = extract(data, backbone="mobilenet_025", image_size=SIZE, weights=str(weights),
+    weights = random_weights(root / "vgg16.weights.h5")
+    cache = extract(data, backbone="vgg16", image_size=SIZE, weights=str(weights),
                     cache_dir=str(root / "cache"), batch_size=16)["cache"]
     runs = {head: train(cache, head, {"units": "8", "epochs": 5} if head == "dense" else None,
                         run_dir=root / head)["run_dir"] for head in ("logreg", "svm", "dense", "knn")}
@@ -123,7 +124,7 @@ def test_refusals_are_clear(setup, tmp_path):
 def test_weights_must_be_the_recorded_file(setup, tmp_path):
     weights = shutil.copy(setup["weights"], tmp_path / "w.weights.h5")
     data = make_folder(tmp_path / "d", {"train": 3})
-    cache = extract(data, backbone="mobilenet_025", image_size=SIZE, weights=weights, cache_dir=str(tmp_path / "c"))
+    cache = extract(data, backbone="vgg16", image_size=SIZE, weights=weights, cache_dir=str(tmp_path / "c"))
     run = train(cache["cache"], "logreg", run_dir=tmp_path / "run")["run_dir"]
     with open(weights, "ab") as fh:
         fh.write(b"\0")  # another file at the recorded path
