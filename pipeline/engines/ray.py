@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -40,11 +41,9 @@ def _connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")
     try:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(logging_level=logging.WARNING, **({"address": address} if address else {"include_dashboard": False}))
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise PipelineError(f"cannot reach a Ray cluster at {address or 'this machine'} ({exc}); "
                             "start one with `ray start --head` or `ray up`, or check --ray-address") from None
