@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 from . import backbones, datasets, store
-from .augment import describe as describe_augment
 from .audit import duplicate_warnings
+from .augment import describe as describe_augment
 from .engines import Job, check, create
 from .errors import PipelineError
 
@@ -169,17 +170,13 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             job = Job(spec, size, pooling, preprocess, precision, resolved, batch_size,
                       str(augment_policy if augment else "none"), seed)
             runner = create(engine, job, ray_address, workers)
-            by_split: dict[str, list] = {}
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
-            for key in missing:
-                by_split.setdefault(split_of[key], []).append(key)
-            for split, keys in by_split.items():
-                files = [str(manifest.root / first_path[k]) for k in keys]
-                bar = progress(split, len(keys)) if progress else (lambda n: None)
-                outcome = runner.run(files, keys, parts, bar)
-                computed += outcome.computed
-                compute_seconds += outcome.seconds
-                failed.update({keys[i][0]: reason for i, reason in outcome.failed.items()})
+            missing.sort(key=lambda k: datasets.SPLITS.index(split_of[k]))  # one run, split after split
+            files = [str(manifest.root / first_path[k]) for k in missing]
+            counts = Counter(split_of[k] for k in missing)
+            outcome = runner.run(files, missing, parts, _split_bars(progress, counts))
+            computed, compute_seconds = outcome.computed, outcome.seconds
+            failed.update({missing[i][0]: reason for i, reason in outcome.failed.items()})
             timings["model"] = getattr(runner, "build_seconds", 0.0)
             timings["compute"] = compute_seconds
             parts_index = parts.index()
@@ -216,6 +213,27 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "images_per_second": round(computed / compute_seconds, 2) if compute_seconds else 0.0,
     }
+
+
+def _split_bars(progress: Callable[[str, int], Callable[[int], None]] | None,
+                counts: dict[str, int]) -> Callable[[int], None]:
+    """One progress callback over rows ordered split after split, moving each split's own bar."""
+    if progress is None:
+        return lambda n: None
+    bars = [(progress(split, total), total) for split, total in counts.items()]
+    position = [0, 0]  # current bar, rows done in it
+
+    def update(n: int) -> None:
+        while n and position[0] < len(bars):
+            bar, total = bars[position[0]]
+            step = min(n, total - position[1])
+            bar(step)
+            n -= step
+            position[1] += step
+            if position[1] == total:
+                position[:] = [position[0] + 1, 0]
+
+    return update
 
 
 def _feature_shape(old: store.FeatureFile | None, old_index: dict, parts_index: dict) -> tuple:

@@ -113,3 +113,14 @@ def test_every_backbone_builds_and_pools(name):
     model = backbones.build(spec, size, "avg", backbones.resolve_weights(spec, size, "none"))
     assert len(model.output_shape) == 2 and model.output_shape[1] > 0
     assert callable(backbones.preprocess_fn(spec, "backbone"))
+
+
+def test_progress_moves_one_bar_per_split(tiny_data, fast_args):
+    seen: dict[str, list[int]] = {}
+
+    def progress(split, total):
+        seen[split] = [total, 0]
+        return lambda n: seen[split].__setitem__(1, seen[split][1] + n)
+
+    extract(tiny_data, progress=progress, **fast_args)
+    assert seen == {"train": [12, 12], "val": [6, 6], "test": [4, 4]}

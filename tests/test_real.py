@@ -1,6 +1,5 @@
 """Real photos with real ImageNet weights from ../shared (skipped with a reason when absent)."""
 
-import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.pipeline import make_pipeline

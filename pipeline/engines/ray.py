@@ -66,28 +66,17 @@ class _Infer:
     """An actor of the pool: builds the compiled backbone once, then turns pixel batches into part files."""
 
     def __init__(self, job: Job, parts_dir: str):
-        import tensorflow as tf
+        from .local import LocalEngine
 
-        from .. import backbones
-
-        model = backbones.build(job.backbone, job.size, job.pooling, job.weights, job.precision)
-        preprocess = backbones.preprocess_fn(job.backbone, job.preprocess)
-        spec = tf.TensorSpec((job.batch_size, job.size, job.size, 3), tf.uint8)
-
-        @tf.function(input_signature=[spec])
-        def infer(images):
-            return tf.cast(model(preprocess(tf.cast(images, tf.float32)), training=False), tf.float32)
-
-        infer.get_concrete_function()
-        self.infer, self.batch_size, self.parts = infer, job.batch_size, Parts(Path(parts_dir))
+        self.engine = LocalEngine(job)  # the very same compiled forward pass as the local engine
+        self.engine.build()
+        self.batch_size, self.parts = job.batch_size, Parts(Path(parts_dir))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         good = np.flatnonzero(batch["reason"] == "")
         for start in range(0, len(good), self.batch_size):
             rows = good[start:start + self.batch_size]
-            pixels = np.zeros((self.batch_size, *batch["pixels"].shape[1:]), np.uint8)
-            pixels[:len(rows)] = batch["pixels"][rows]
-            features = self.infer(pixels).numpy()[:len(rows)]
+            features = self.engine.features(batch["pixels"][rows])
             keys: list[Key] = [(str(batch["sha256"][i]), int(batch["view"][i])) for i in rows]
             self.parts.write(keys, features)
         return {"index": batch["index"], "reason": batch["reason"]}
