@@ -1,14 +1,23 @@
-"""Stage-one speed benchmark on one dataset: decode, forward pass, engine and whole extraction.
+"""Stage-one speed benchmark on one dataset: ``transfer extract`` against the bound and what users would write.
 
-    .venv/bin/python scripts/bench_extract.py DATA_DIR --backbone mobilenet_v2 --image-size 160 --weights-dir DIR
+    .venv/bin/python scripts/bench_extract.py DATA_DIR --backbone mobilenet_v2 --image-size 160 --weights-dir DIR [--json]
 
-Prints a report. Every measurement is warmed up, repeated ``--repeat`` times and reported as the median,
-in images per second (wall clock; ``best`` is the fastest pass) and CPU milliseconds per image
-(``time.process_time``, which other processes on a busy machine disturb much less). Ratios (bfloat16 against float32, XLA against the
+The headline table (the default section) times, with the same network, input size and precision:
+  bound     the engine's compiled forward pass on an in-memory uint8 batch (no decode, no I/O), ``--batch-size``
+  tutorial  the tutorials' loop: ``ImageDataGenerator(rescale=1./255).flow_from_directory`` + ``predict`` per 20
+  keras     ``image_dataset_from_directory`` + ``model.predict`` (see ``bench_baselines.py``)
+  extract   ``pipeline.extract`` cold in a fresh process: its ``images_per_second`` (the compute phase, as
+            ``--json`` reports it) and the whole run's wall time; then warm, rerun with nothing to compute
+and prints images/s and each as a ratio of the bound. Baselines run per split folder (total images over total
+time); all four are interleaved pass by pass after one warm-up pass each.
+
+Every measurement is warmed up, repeated ``--repeat`` times and reported as the median, in images per second
+(wall clock; ``best`` is the fastest pass) and CPU milliseconds per image (this process and its finished
+children, which other processes on a busy machine disturb much less). Ratios (bfloat16 against float32, XLA against the
 plain compiled graph) come from interleaved runs in the same process, so they hold on a busy machine;
 the load average is printed at the start and end of every section so noisy numbers show.
 
-Sections:
+Other sections (``--sections``) break stage one down:
   decode   ``pipeline.images.load_image`` over every file, one thread
   forward  the engine's compiled forward pass on a fixed random batch (4 calls), float32 and bfloat16
            (``--jit`` adds the same graph compiled with XLA)
@@ -42,11 +51,16 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (``extract`` runs in a child)."""
+    return sum(os.times()[:4])
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    """(wall seconds, CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float, float]]:
@@ -68,7 +82,10 @@ def rate(n: int, times: tuple[float, float, float]) -> dict:
 
 def section(report: dict, name: str, result: dict) -> None:
     report[name] = {**result, "load_average_after": load()}
-    print(f"{name:9s} {json.dumps(result)}   [load {load()}]", flush=True)
+    if name == "headline":
+        print_headline(result)
+    else:
+        print(f"{name:9s} {json.dumps(result)}   [load {load()}]", flush=True)
 
 
 def bench_decode(files: list[str], size: int, repeat: int) -> dict:
@@ -149,6 +166,73 @@ def bench_extract(args, scratch: Path) -> dict:
             "rerun_computed": rerun["computed"]}
 
 
+def bench_headline(args, files: list[str], scratch: Path) -> dict:
+    """The issue's table: the bound, the tutorials' loop, plain Keras and ``transfer extract`` (cold, warm),
+    same network, input size and precision, interleaved pass by pass; images/s and the ratio to the bound."""
+    import numpy as np
+
+    from pipeline import backbones
+    from bench_baselines import plain_keras, split_folders, tutorial_loop
+
+    engine = engine_for(args, args.precision)
+    engine.build()
+    spec = backbones.get(args.backbone)
+    model = backbones.build(spec, args.image_size, args.pooling, engine.job.weights, args.precision)
+    preprocess = backbones.preprocess_fn(spec, "backbone")
+    folders = split_folders(args.data_dir)
+    batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
+    counts: dict[str, int] = {"bound": FORWARD_BATCHES * args.batch_size}
+    summaries: list[dict] = []
+
+    def cold():
+        summaries.append(extract_in_subprocess(args, scratch / f"cold-{len(summaries)}", args.precision))
+        counts["extract_cold"] = summaries[-1]["computed"]
+
+    fns = {"bound": lambda: [engine.features(batch) for _ in range(FORWARD_BATCHES)],
+           "tutorial": lambda: counts.__setitem__("tutorial", tutorial_loop(model, folders, args.image_size)),
+           "keras": lambda: counts.__setitem__("keras", plain_keras(model, preprocess, folders, args.image_size,
+                                                                     args.batch_size)),
+           "extract_cold": cold}
+    times = interleaved(fns, args.repeat)
+    last_cache = scratch / f"cold-{len(summaries) - 1}"
+    warm_runs: list[dict] = []
+    times["extract_warm"] = interleaved(
+        {"warm": lambda: warm_runs.append(extract_in_subprocess(args, last_cache, args.precision))}, args.repeat)["warm"]
+    counts["extract_warm"] = len(files)
+
+    rows = {name: {"images": counts[name], **rate(counts[name], t), "seconds": round(t[0], 2)}
+            for name, t in times.items()}
+    measured = sorted(summaries[1:], key=lambda s: s["images_per_second"])  # summaries[0] was the warm-up
+    median = measured[len(measured) // 2]
+    rows["extract_cold_compute"] = {"images": median["computed"], "images_per_second": median["images_per_second"],
+                                    "timings": median["timings"]}
+    bound = rows["bound"]["images_per_second"]
+    for row in rows.values():
+        row["x_bound"] = round(row["images_per_second"] / bound, 2)
+    order = ["bound", "tutorial", "keras", "extract_cold_compute", "extract_cold", "extract_warm"]
+    return {"rows": {name: rows[name] for name in order},
+            "extract_vs_tutorial": round(median["images_per_second"] / rows["tutorial"]["images_per_second"], 2),
+            "warm_computed": warm_runs[-1]["computed"]}
+
+
+LABELS = {"bound": "bound: compiled forward pass, in-memory batch",
+          "tutorial": "tutorials' loop: ImageDataGenerator + predict per 20",
+          "keras": "plain Keras: image_dataset_from_directory + predict",
+          "extract_cold_compute": "transfer extract, cold: compute phase (--json)",
+          "extract_cold": "transfer extract, cold: whole run, fresh process",
+          "extract_warm": "transfer extract, warm: nothing to compute"}
+
+
+def print_headline(result: dict) -> None:
+    print(f"\n{'':52s} {'images':>6s} {'images/s':>9s} {'best':>7s} {'CPU-ms/img':>10s} {'x bound':>7s}")
+    for name, row in result["rows"].items():
+        cpu = row.get("cpu_ms_per_image", "")
+        print(f"{LABELS[name]:52s} {row['images']:6d} {row['images_per_second']:9.1f} {row.get('best', ''):>7} "
+              f"{cpu:>10} {row['x_bound']:7.2f}")
+    print(f"transfer extract (compute phase) / tutorials' loop: {result['extract_vs_tutorial']:.2f}x; "
+          f"warm rerun computed {result['warm_computed']} images\n", flush=True)
+
+
 def bench_accuracy(args, scratch: Path) -> dict:
     """The ``logreg`` head on float32 and bfloat16 features: train -> val, and repeated 5-fold CV over both
     splits with the same folds for the two precisions (a paired difference, far less noisy than one val split)."""
@@ -188,8 +272,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jit", action="store_true", help="also time the forward pass compiled with XLA")
     parser.add_argument("--accuracy", action="store_true", help="also compare logistic regression on float32 and bfloat16 features")
-    parser.add_argument("--sections", default="decode,forward,engine,extract")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--sections", default="headline",
+                        help="comma-separated: headline, decode, forward, engine, extract (default: headline)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="also print the report as JSON, or write it to FILE")
     args = parser.parse_args()
 
     from pipeline import backbones, datasets
@@ -206,14 +292,17 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_extract-") as tmp:
         scratch = Path(tmp)
-        steps = {"decode": lambda: bench_decode(files, args.image_size, args.repeat),
+        steps = {"headline": lambda: bench_headline(args, files, scratch),
+                 "decode": lambda: bench_decode(files, args.image_size, args.repeat),
                  "forward": lambda: bench_forward(args),
                  "engine": lambda: bench_engine(args, files, scratch),
                  "extract": lambda: bench_extract(args, scratch),
                  "accuracy": lambda: bench_accuracy(args, scratch)}
         for name in wanted:
             section(report, name, steps[name]())
-    if args.json:
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    elif args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
