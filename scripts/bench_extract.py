@@ -259,17 +259,23 @@ def bench_accuracy(args, scratch: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def job_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
+    """The arguments every stage-one benchmark shares: data, network, batch, repeats."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("data_dir")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--pooling", default="avg")
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--weights-dir")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="for the engine and extract sections")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    return parser
+
+
+def main() -> None:
+    parser = job_parser(__doc__, repeat=3)
     parser.add_argument("--jit", action="store_true", help="also time the forward pass compiled with XLA")
     parser.add_argument("--accuracy", action="store_true", help="also compare logistic regression on float32 and bfloat16 features")
     parser.add_argument("--sections", default="headline",

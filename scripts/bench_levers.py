@@ -23,7 +23,6 @@ TensorFlow's thread pools (0 = its default) before anything runs: compare runs w
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import statistics
@@ -38,7 +37,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_extract import engine_for, load  # noqa: E402  (same engine set-up and load report)
+from bench_extract import engine_for, job_parser, load  # noqa: E402  (same engine set-up and load report)
 
 
 def pillow_dataset(tf, files: list[str], size: int, batch: int, parallel, prefetch, pool: int = 0, intra: int = 0):
@@ -93,16 +92,7 @@ def consume(engine, dataset, parts, background: bool = False) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir")
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--pooling", default="avg")
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--weights-dir")
-    parser.add_argument("--precision", default="float32")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = job_parser(__doc__, repeat=5)
     parser.add_argument("--intra", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
     parser.add_argument("--inter", type=int, default=0, help="TensorFlow inter-op threads (0: default)")
     parser.add_argument("--variants", default="engine,map_1,map_2,prefetch_auto,private_pool,data_intra_1,tf_decode,bg_write")
