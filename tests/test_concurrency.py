@@ -68,7 +68,7 @@ def test_two_writers_at_once_leave_exactly_one_correct_file(tmp_path):
             assert "locked by another run" in err and "Traceback" not in err
 
     files = sorted(p.name for p in (cache / "photos").iterdir())
-    assert files == ["mobilenet_025-32-avg-random.h5", "mobilenet_025-32-avg-random.h5.lock"]
+    assert files == ["vgg16-32-avg-random.h5", "vgg16-32-avg-random.h5.lock"]
     reference = extract(root, cache_dir=str(tmp_path / "reference"), **FAST)
     got = snapshot(cache / "photos" / files[0])
     assert {s: len(rows) for s, rows in got.items()} == reference["splits"]  # no duplicated rows
