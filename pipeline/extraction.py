@@ -186,7 +186,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         for split, rows in wanted.items():
             splits[split] = [r for r in rows if r.sha256 not in failed]
             skipped += [{"path": r.path, "sha256": r.sha256, "reason": failed[r.sha256]}
-                        for r in rows if r.sha256 in failed]
+                        for r in rows if r.sha256 in failed and r.view == 0]  # once per file, not per view
         new_keys = {r.key for rows in splits.values() for r in rows}
         removed = len({k for k in old_index if k not in new_keys})
         reused = sum(1 for rows in splits.values() for r in rows if r.key in available)

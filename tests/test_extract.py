@@ -124,3 +124,10 @@ def test_progress_moves_one_bar_per_split(tiny_data, fast_args):
 
     extract(tiny_data, progress=progress, **fast_args)
     assert seen == {"train": [12, 12], "val": [6, 6], "test": [4, 4]}
+
+
+def test_a_broken_file_is_reported_once_with_augmented_views(tiny_data, fast_args):
+    (tiny_data / "train" / "red" / "broken.jpg").write_bytes(b"<html>not a photo</html>")
+    s = extract(tiny_data, augment=2, augment_policy="flip", **fast_args)
+    assert [x["path"] for x in s["skipped"]] == ["train/red/broken.jpg"]
+    assert s["splits"]["train"] == 12 * 3
