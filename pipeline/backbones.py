@@ -6,12 +6,12 @@ Nothing here imports TensorFlow until a model is actually built.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .datasets import file_sha256
 from .errors import PipelineError
 
 POOLINGS = ("avg", "max", "none")
@@ -86,14 +86,6 @@ class Weights:
     path: str | None
     sha256: str
     note: str = ""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _keras_cache_dir() -> Path:

@@ -225,7 +225,8 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     return Manifest(root, classes, entries, skipped, warnings)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -238,7 +239,7 @@ def hash_files(manifest: Manifest, workers: int = 8) -> Manifest:
 
     def one(entry: Entry) -> Entry | dict:
         try:
-            return Entry(entry.split, entry.label, entry.path, entry.size, _sha256(manifest.root / entry.path))
+            return Entry(entry.split, entry.label, entry.path, entry.size, file_sha256(manifest.root / entry.path))
         except OSError as exc:
             return {"path": entry.path, "reason": f"cannot read file: {exc.strerror or exc}"}
 

@@ -352,7 +352,7 @@ def commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[
     try:
         with h5py.File(tmp, "w", locking=False) as f:
             f.attrs.update({k: v for k, v in config.items() if v is not None})
-            f["classes"] = np.array(classes, dtype=object).astype(STR)
+            f["classes"] = _strings(classes, STR)
             for split, rows in splits.items():
                 _write_split(f, split, rows, sources, dtype, feature_shape)
             e = f.create_group("errors")
