@@ -6,7 +6,9 @@
 Each variant feeds the engine's own compiled forward pass (``LocalEngine.features``) and writes part files,
 like ``LocalEngine.run``; only the input side changes:
 
-  engine        ``LocalEngine.run`` as shipped (Pillow decode via numpy_function, map AUTOTUNE, prefetch 2)
+  engine        ``LocalEngine.run`` as shipped (Pillow decode on a thread pool, two batches ahead)
+  tf_data       the same Pillow decode as a tf.data ``numpy_function`` map, AUTOTUNE, prefetch 2 (the
+                engine before it moved to a thread pool); the variants below change one thing of it
   map_1, map_2  decode with 1 or 2 parallel calls instead of AUTOTUNE
   prefetch_auto prefetch AUTOTUNE batches instead of 2
   private_pool  tf.data on a private pool of 2 threads (``Options.threading.private_threadpool_size``)
@@ -95,7 +97,7 @@ def main() -> None:
     parser = job_parser(__doc__, repeat=5)
     parser.add_argument("--intra", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
     parser.add_argument("--inter", type=int, default=0, help="TensorFlow inter-op threads (0: default)")
-    parser.add_argument("--variants", default="engine,map_1,map_2,prefetch_auto,private_pool,data_intra_1,tf_decode,bg_write")
+    parser.add_argument("--variants", default="engine,tf_data,map_1,map_2,prefetch_auto,private_pool,data_intra_1,tf_decode,bg_write")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -118,6 +120,7 @@ def main() -> None:
 
     variants = {
         "engine": lambda p: engine.run(files, keys, p),
+        "tf_data": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, 2), p),
         "map_1": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, 1, 2), p),
         "map_2": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, 2, 2), p),
         "prefetch_auto": lambda p: consume(engine, pillow_dataset(tf, files, size, batch, auto, auto), p),
