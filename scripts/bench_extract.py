@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench_extract.py DATA_DIR --backbone mobilenet_v2 --image-size 160 --weights-dir DIR [--json]
 
 The headline table (the default section) times, with the same network, input size and precision:
-  bound     the engine's compiled forward pass on an in-memory uint8 batch (no decode, no I/O), ``--batch-size``
+  bound     the engine's compiled forward pass on an in-memory uint8 batch (no decode, no I/O), ``--batch-size``,
+            timed over the dataset's images: as many batches as extract runs, the last one padded like extract's
   tutorial  the tutorials' loop: ``ImageDataGenerator(rescale=1./255).flow_from_directory`` + ``predict`` per 20
   keras     ``image_dataset_from_directory`` + ``model.predict`` (see ``bench_baselines.py``)
   extract   ``pipeline.extract`` cold in a fresh process: its ``images_per_second`` (the compute phase, as
@@ -181,14 +182,15 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
     preprocess = backbones.preprocess_fn(spec, "backbone")
     folders = split_folders(args.data_dir)
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
-    counts: dict[str, int] = {"bound": FORWARD_BATCHES * args.batch_size}
+    batches = -(-len(files) // args.batch_size)  # the forward passes extract makes: the last batch is padded
+    counts: dict[str, int] = {"bound": len(files)}
     summaries: list[dict] = []
 
     def cold():
         summaries.append(extract_in_subprocess(args, scratch / f"cold-{len(summaries)}", args.precision))
         counts["extract_cold"] = summaries[-1]["computed"]
 
-    fns = {"bound": lambda: [engine.features(batch) for _ in range(FORWARD_BATCHES)],
+    fns = {"bound": lambda: [engine.features(batch) for _ in range(batches)],
            "tutorial": lambda: counts.__setitem__("tutorial", tutorial_loop(model, folders, args.image_size)),
            "keras": lambda: counts.__setitem__("keras", plain_keras(model, preprocess, folders, args.image_size,
                                                                      args.batch_size)),
