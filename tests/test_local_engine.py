@@ -29,3 +29,24 @@ def test_build_happens_once_and_is_timed():
     first, infer = engine.build_seconds, engine._infer
     engine.build()
     assert first > 0 and engine._infer is infer and engine.build_seconds == first
+
+
+def test_decoding_runs_a_bounded_number_of_batches_ahead_and_keeps_file_order(tmp_path, monkeypatch):
+    from pipeline.engines import local
+
+    decoded: list[int] = []
+
+    def fake_load(path, size):
+        decoded.append(int(path))
+        return np.full((size, size, 3), int(path), np.uint8), ""
+
+    monkeypatch.setattr(local, "load_image", fake_load)
+    engine, batch, n = tiny_engine(batch_size=4), 4, 40
+    files, keys = [str(i) for i in range(n)], [(str(i), 0) for i in range(n)]
+    batches = engine._decoded_batches(files, keys, {})
+    pixels, idx = next(batches)
+    assert idx == [0, 1, 2, 3] and [int(p[0, 0, 0]) for p in pixels] == idx
+    assert len(decoded) <= (local.AHEAD + 1) * batch  # memory stays flat however many files there are
+    rest = list(batches)
+    assert [i for _, idx in rest for i in idx] == list(range(4, n))
+    assert all(int(p[0, 0, 0]) == i for pix, idx in rest for p, i in zip(pix, idx))
