@@ -31,7 +31,7 @@ def test_build_happens_once_and_is_timed():
     assert first > 0 and engine._infer is infer and engine.build_seconds == first
 
 
-def test_decoding_runs_a_bounded_number_of_batches_ahead_and_keeps_file_order(tmp_path, monkeypatch):
+def test_decoding_runs_a_bounded_number_of_batches_ahead_and_keeps_file_order(monkeypatch):
     from pipeline.engines import local
 
     decoded: list[int] = []

@@ -2,7 +2,7 @@
 forward pass; every finished batch is written as a part file.
 
 Decoding runs on plain threads rather than a tf.data ``numpy_function`` map: on two cores the tf.data
-pipeline fed the same forward pass 10 to 20% slower, with passes stalling at one fixed rate
+pipeline fed the same forward pass 3 to 15% slower, with passes stalling at one fixed rate
 (``scripts/bench_levers.py``)."""
 
 from __future__ import annotations
