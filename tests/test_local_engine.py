@@ -1,5 +1,7 @@
 """The local engine's forward pass: one compiled batch shape, padded for a short last batch."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from pipeline import backbones
@@ -50,3 +52,17 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead_and_keeps_file_order(mo
     rest = list(batches)
     assert [i for _, idx in rest for i in idx] == list(range(4, n))
     assert all(int(p[0, 0, 0]) == i for pix, idx in rest for p, i in zip(pix, idx))
+
+
+def test_bfloat16_runs_full_convolutions_in_bfloat16_and_the_rest_in_float32():
+    spec = backbones.get("mobilenet_v2")
+    model = backbones.build(spec, 32, "avg", backbones.resolve_weights(spec, 32, "none"), "bfloat16")
+    compute = {type(layer).__name__: layer.compute_dtype for layer in model.layers}
+    assert compute["Conv2D"] == "bfloat16" and compute["DepthwiseConv2D"] == "float32"
+    assert compute["BatchNormalization"] == "float32" and compute["Add"] == "float32"
+    assert all(w.dtype == "float32" for w in model.weights)
+    fp32, bf16 = tiny_engine(), tiny_engine()
+    bf16.job = replace(bf16.job, precision="bfloat16")
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), np.uint8)
+    a, b = fp32.features(pixels), bf16.features(pixels)
+    assert b.dtype == np.float32 and 0 < np.abs(a - b).max() and np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)
