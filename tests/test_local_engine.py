@@ -1,4 +1,5 @@
-"""The local engine's forward pass: one compiled batch shape, padded for a short last batch."""
+"""The local engine: one compiled batch shape (padded for a short last batch), decoding a bounded number of
+batches ahead in file order, and which layers run in bfloat16."""
 
 from dataclasses import replace
 
