@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datasets import file_sha256
+from .hashing import file_sha256
 from .errors import PipelineError
 
 POOLINGS = ("avg", "max", "none")

@@ -1,4 +1,4 @@
-"""Scan a dataset root into a manifest: split, class, relative path, size, sha256.
+"""Scan a dataset root into a manifest: split, class, relative path, sha256; byte-identical groups.
 
 A root holds split folders (``train/``, ``val/`` or ``validation/``, ``test/``), each with
 one folder per class, or class folders directly (one ``train`` split, from which
@@ -8,14 +8,16 @@ one folder per class, or class folders directly (one ``train`` split, from which
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from .errors import PipelineError
+from .hashing import file_sha256, stable_fraction
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -29,8 +31,10 @@ class Entry:
     split: str
     label: str
     path: str  # relative to the root, '/' separated
-    size: int
     sha256: str = ""
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "split": self.split, "class": self.label}
 
 
 @dataclass
@@ -58,12 +62,6 @@ def _has_image_extension(name: str) -> bool:
 
 def is_image(name: str) -> bool:
     return not name.startswith(".") and _has_image_extension(name)
-
-
-def stable_fraction(relpath: str) -> float:
-    """A number in [0, 1) that depends only on the relative path (same on every machine)."""
-    digest = hashlib.sha1(relpath.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -96,21 +94,21 @@ def _walk(top: Path, problems: dict[Path, str], hidden: bool = False) -> list[Pa
     return found
 
 
-def _file_problem(file: Path) -> tuple[int, str]:
-    """``(size, "")`` for a readable, non-empty regular file, else ``(0, why not)``."""
+def _file_problem(file: Path) -> str:
+    """Why a file cannot be used ('' for a readable, non-empty regular file)."""
     try:
         st = file.stat()
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return 0, "symbolic link loop: the link points back to itself"
+            return "symbolic link loop: the link points back to itself"
         if file.is_symlink():
-            return 0, f"broken symbolic link: its target {os.readlink(file)} does not exist"
-        return 0, f"cannot read file: {exc.strerror or exc}"
+            return f"broken symbolic link: its target {os.readlink(file)} does not exist"
+        return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
-        return 0, "not a regular file (a pipe, socket or device)"
+        return "not a regular file (a pipe, socket or device)"
     if st.st_size == 0:
-        return 0, "empty file (0 bytes)"
-    return st.st_size, ""
+        return "empty file (0 bytes)"
+    return ""
 
 
 def _utf8(name: str) -> bool:
@@ -197,12 +195,12 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                 if not _utf8(rel):
                     continue
                 accounted.add(os.path.realpath(file))
-                size, problem = _file_problem(file)
+                problem = _file_problem(file)
                 if problem:
                     skipped.append({"path": rel, "reason": problem})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
-                entries.append(Entry(target, class_dir.name, rel, size))
+                entries.append(Entry(target, class_dir.name, rel))
     for file in _walk(root, problems, hidden=True):  # every other image file, with the reason it is unused
         if os.path.realpath(file) not in accounted:
             rel = file.relative_to(root).as_posix()
@@ -225,21 +223,12 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     return Manifest(root, classes, entries, skipped, warnings)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hash_files(manifest: Manifest, workers: int = 8) -> Manifest:
     """Fill in each entry's sha256 (threads: hashlib releases the GIL); unreadable files are skipped."""
 
     def one(entry: Entry) -> Entry | dict:
         try:
-            return Entry(entry.split, entry.label, entry.path, entry.size, file_sha256(manifest.root / entry.path))
+            return Entry(entry.split, entry.label, entry.path, file_sha256(manifest.root / entry.path))
         except OSError as exc:
             return {"path": entry.path, "reason": f"cannot read file: {exc.strerror or exc}"}
 
@@ -248,3 +237,46 @@ def hash_files(manifest: Manifest, workers: int = 8) -> Manifest:
     entries = [r for r in results if isinstance(r, Entry)]
     skipped = manifest.skipped + [r for r in results if isinstance(r, dict)]
     return Manifest(manifest.root, manifest.classes, entries, skipped, manifest.warnings)
+
+
+SPLIT_ORDER = {split: i for i, split in enumerate(SPLITS)}
+EXACT_KINDS = ("exact_duplicates", "label_conflicts", "cross_split")
+
+
+def sort_key(entry: Entry) -> tuple:
+    return (SPLIT_ORDER.get(entry.split, 9), entry.label, entry.path)
+
+
+def exact_groups(entries: Iterable[Entry]) -> dict[str, list[list[dict]]]:
+    """Byte-identical files grouped by kind: ``exact_duplicates`` (same split and class), ``label_conflicts``
+    (more than one class), ``cross_split`` (more than one split); each group a sorted list of ``as_dict()``."""
+    by_sha: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_sha[entry.sha256].append(entry)
+    found: dict[str, list] = {k: [] for k in EXACT_KINDS}
+    for group in by_sha.values():
+        if len(group) < 2:
+            continue
+        group = sorted(group, key=sort_key)
+        same_place: dict[tuple, list[Entry]] = defaultdict(list)
+        for entry in group:
+            same_place[(entry.split, entry.label)].append(entry)
+        found["exact_duplicates"] += [[e.as_dict() for e in g] for g in same_place.values() if len(g) > 1]
+        if len({e.label for e in group}) > 1:
+            found["label_conflicts"].append([e.as_dict() for e in group])
+        if len({e.split for e in group}) > 1:
+            found["cross_split"].append([e.as_dict() for e in group])
+    return found
+
+
+def duplicate_warnings(entries: Iterable[Entry]) -> list[str]:
+    """One line per problem for ``transfer extract``: byte-identical files across splits or classes."""
+    found = exact_groups(entries)
+    lines = []
+    for kind, what in (("cross_split", "in more than one split (leakage)"),
+                       ("label_conflicts", "under more than one class")):
+        if found[kind]:
+            example = " = ".join(i["path"] for i in found[kind][0][:2])
+            lines.append(f"{len(found[kind])} byte-identical image(s) stored {what}, e.g. {example}; "
+                         f"`transfer audit` on the cache lists them all")
+    return lines

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import stable_fraction
+from .hashing import stable_fraction
 
 SAMPLE_SIZE = 96
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from . import backbones, datasets, store
-from .audit import duplicate_warnings
 from .augment import describe as describe_augment
 from .engines import Job, check, create
 from .errors import PipelineError
@@ -207,7 +206,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "reused": reused,
         "removed": removed,
         "skipped": [{"path": s["path"], "reason": s["reason"]} for s in skipped],
-        "warnings": manifest.warnings + duplicate_warnings(splits, manifest.classes),
+        "warnings": manifest.warnings + datasets.duplicate_warnings(e for e in manifest.entries if e.sha256 not in failed),
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},

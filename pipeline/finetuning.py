@@ -31,6 +31,7 @@ import numpy as np
 from . import augment as augmentation
 from . import backbones, plots, runs
 from .errors import PipelineError
+from .hashing import file_sha256
 from .images import load_image
 from .store import FeatureFile, fingerprint
 
@@ -219,7 +220,7 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     base.save_weights(weights_file)
     head.save(out / "head.keras")
     features = dict(source.features, weights=weights_file.name,  # relative: the run dir can move
-                    weights_sha256=backbones.file_sha256(weights_file))
+                    weights_sha256=file_sha256(weights_file))
     baseline = _baseline(source.dir)
     history = {k: [float(v) for v in vs] for k, vs in history.items()}
     config = dict(source.config, features=features, fingerprint=fingerprint(features),

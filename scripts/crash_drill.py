@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets import is_image, stable_fraction
+from pipeline.datasets import is_image
+from pipeline.hashing import stable_fraction
 from pipeline.store import FeatureFile
 
 TRANSFER = str(Path(sys.executable).with_name("transfer"))

@@ -11,7 +11,8 @@ from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
 from PIL import Image, ImageDraw
 
 import pipeline
-from pipeline.audit import KINDS, Image as Entry, exact_groups
+from pipeline.audit import KINDS
+from pipeline.datasets import Entry, exact_groups
 from pipeline.cli import main
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from pipeline import backbones, extract, store
 from pipeline.cli import main
 from pipeline.errors import PipelineError
+from pipeline.hashing import file_sha256
 from pipeline.store import FeatureFile
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
@@ -65,7 +66,7 @@ def test_a_changed_weights_file_never_reuses_old_features(tiny_data, fast_args, 
     new = _rows(second["cache"])
     assert not np.allclose([new[p][1] for p in old], [old[p][1] for p in old], rtol=1e-3, atol=0)  # new features
     with FeatureFile(second["cache"]) as f:
-        assert f.config["weights_sha256"] == backbones.file_sha256(target)
+        assert f.config["weights_sha256"] == file_sha256(target)
 
 
 def test_parts_of_an_interrupted_run_are_keyed_by_the_weights():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from .duplicates import KINDS
+
 THUMB = 192
 PAD = 8
 LINE = 16
@@ -54,8 +56,6 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
 
 def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
     """``<out_dir>/<kind>-<nnn>.png`` for every group of an audit result; returns the paths written."""
-    from .audit import KINDS
-
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in KINDS:

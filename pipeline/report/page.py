@@ -15,7 +15,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 THUMB = 128
 SHOWN_GROUPS = 20
@@ -35,7 +35,7 @@ def data_uri(payload: bytes, mime: str) -> str:
 
 def image_uri(path: Path) -> str:
     """A JPEG thumbnail of a photo as a data URI (a grey placeholder when the file cannot be read)."""
-    from .contact_sheet import thumbnail
+    from ..audit.sheets import thumbnail
 
     buffer = io.BytesIO()
     thumbnail(path, THUMB).save(buffer, format="JPEG", quality=80)
@@ -95,7 +95,7 @@ def _run_section(run, metrics: dict, top: int) -> str:
 
 
 def _audit_section(cache: str, root: Path, threshold: float) -> str:
-    from .audit import KINDS, audit_cache
+    from ..audit import KINDS, audit_cache
 
     title = f"<h2>Audit of {html.escape(Path(cache).name)}</h2>"
     if not Path(cache).is_file():
@@ -142,7 +142,7 @@ def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = 
     """
     import json
 
-    from .runs import open_run
+    from ..runs import open_run
 
     if not run_dirs:
         raise PipelineError("give at least one run directory (made by `transfer train` or `transfer compare`)")

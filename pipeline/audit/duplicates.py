@@ -1,0 +1,80 @@
+"""Find duplicates, label conflicts and leakage across splits in a feature file.
+
+Exact copies come from the ``sha256`` column; near copies (resized, re-encoded) from the cosine
+similarity of the cached features (maps are average-pooled first). Only original images (view 0)
+are compared; augmented views are near copies by design.
+
+Four kinds of findings, each a list of groups, each group a list of images
+(``{"path", "split", "class"}``, plus ``"similarity"`` for near pairs):
+
+- ``exact_duplicates``: byte-identical files in the same split and class;
+- ``label_conflicts``: identical or near-identical images under different classes;
+- ``cross_split``: identical or near-identical images in different splits (leakage into val/test);
+- ``near_duplicates``: near-identical pairs (not byte-identical) in the same split and class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..datasets import EXACT_KINDS, Entry, exact_groups, sort_key
+from ..store import FeatureFile
+
+KINDS = (*EXACT_KINDS, "near_duplicates")
+POOL_ROWS = 256
+
+
+def _pooled(f: FeatureFile, split: str, keep: np.ndarray) -> np.ndarray:
+    """Feature vectors of the kept rows, maps average-pooled, read in blocks of rows."""
+    ds = f.features(split)
+    blocks = []
+    for start in range(0, ds.shape[0], POOL_ROWS):
+        block = ds[start:start + POOL_ROWS].astype(np.float32)[keep[start:start + POOL_ROWS]]
+        blocks.append(block.reshape(len(block), -1, block.shape[-1]).mean(axis=1) if block.ndim > 2 else block)
+    return np.concatenate(blocks) if blocks else np.zeros((0, ds.shape[-1] if ds.ndim > 1 else 0), np.float32)
+
+
+def read_images(f: FeatureFile) -> tuple[list[Entry], np.ndarray]:
+    """The original images of every split and their pooled feature vectors (one row each)."""
+    classes = f.classes
+    images: list[Entry] = []
+    vectors = []
+    for split in f.splits:
+        keep = f.column(split, "view") == 0
+        labels, paths, shas = (f.column(split, c)[keep] for c in ("labels", "paths", "sha256"))
+        images += [Entry(split, classes[int(y)], p, s) for y, p, s in zip(labels, paths, shas)]
+        vectors.append(_pooled(f, split, keep))
+    vectors = [v for v in vectors if len(v)]
+    return images, (np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32))
+
+
+def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """Index pairs ``(i, j, cosine)`` with ``i < j``, similarity >= threshold, and different file contents."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(images) < 2:
+        return []
+    nn = NearestNeighbors(radius=1.0 - threshold + 1e-6, metric="cosine", algorithm="brute").fit(vectors)
+    distances, indices = nn.radius_neighbors(vectors, sort_results=True)
+    pairs = []
+    for i, (dist, idx) in enumerate(zip(distances, indices)):
+        for d, j in zip(dist, idx):
+            if j > i and images[i].sha256 != images[j].sha256:
+                pairs.append((i, int(j), round(float(1.0 - d), 4)))
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+
+
+def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float) -> dict[str, list]:
+    """Exact groups from the hashes, then near pairs (cosine >= ``threshold``) sorted into the four kinds."""
+    found = exact_groups(images)
+    found["near_duplicates"] = []
+    for i, j, sim in near_pairs(images, vectors, threshold):
+        a, b = sorted((images[i], images[j]), key=sort_key)
+        pair = [{**a.as_dict(), "similarity": sim}, {**b.as_dict(), "similarity": sim}]
+        if a.label != b.label:
+            found["label_conflicts"].append(pair)
+        if a.split != b.split:
+            found["cross_split"].append(pair)
+        if a.label == b.label and a.split == b.split:
+            found["near_duplicates"].append(pair)
+    return {k: found[k] for k in KINDS}
