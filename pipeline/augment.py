@@ -133,7 +133,7 @@ def augment_view(pixels: np.ndarray, policy: str | Policy, sha256: str, view: in
     """The ``view``-th augmented version of ``pixels`` ((H, W, 3) uint8), reproducible from its arguments.
 
     Each step draws from one :class:`keras.random.SeedGenerator` seeded by :func:`view_seed`, so no
-    state is shared between calls (safe from parallel tf.data workers).
+    state is shared between calls (safe from parallel decode threads).
     """
     import keras
 

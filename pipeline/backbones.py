@@ -1,4 +1,6 @@
-"""One registry of frozen ImageNet backbones: constructor, preprocessing, sizes, weights files.
+"""One registry of frozen ImageNet backbones: constructor, preprocessing mode, sizes, weights file and URL.
+
+Adding a ``keras.applications`` backbone is one :data:`REGISTRY` entry.
 
 Nothing here imports TensorFlow until a model is actually built.
 """
@@ -14,50 +16,59 @@ from pathlib import Path
 from .hashing import file_sha256
 from .errors import PipelineError
 
-POOLINGS = ("avg", "max", "none")
-PREPROCESSINGS = ("backbone", "rescale")
-
-
 @dataclass(frozen=True)
 class Backbone:
-    """How to build one ``keras.applications`` base with ``include_top=False``."""
+    """Everything about one ``keras.applications`` base with ``include_top=False``: its constructor, the
+    ``preprocess_input`` it expects (as a mode :mod:`pipeline.assemble` turns into layers), its sizes and
+    where Keras downloads its ImageNet weights (``{size}`` in the URL for per-size files)."""
 
     name: str
-    module: str  # keras.applications submodule holding preprocess_input
     constructor: str
+    mode: str  # preprocess_input: 'caffe' (BGR, ImageNet mean), 'tf' (-1..1) or 'identity' (inside the model)
     default_size: int
+    weights_url: str
     min_size: int = 32
     kwargs: dict = field(default_factory=dict)
-    weights_file: str = ""  # Keras's own file name for the no-top ImageNet weights; {size} if per size
 
     def weights_filename(self, size: int) -> str:
-        return self.weights_file.format(size=size)
+        """Keras's own file name for the no-top ImageNet weights at ``size``."""
+        return self.weights_url.rsplit("/", 1)[-1].format(size=size)
 
     def fallback_filename(self) -> str:
         """The file Keras uses for sizes it has no weights for (the 224 px one)."""
-        return self.weights_file.format(size=224)
+        return self.weights_filename(224)
+
+
+KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def _mobilenet(name: str, alpha: float, alpha_text: str) -> Backbone:
-    return Backbone(name, "mobilenet", "MobileNet", 224, kwargs={"alpha": alpha},
-                    weights_file=f"mobilenet_{alpha_text}_{{size}}_tf_no_top.h5")
+    return Backbone(name, "MobileNet", "tf", 224, f"{KERAS_APPS}mobilenet/mobilenet_{alpha_text}_{{size}}_tf_no_top.h5",
+                    kwargs={"alpha": alpha})
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in [
-    Backbone("vgg16", "vgg16", "VGG16", 224, weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    Backbone("vgg19", "vgg19", "VGG19", 224, weights_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    Backbone("resnet50", "resnet", "ResNet50", 224, weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    Backbone("resnet50v2", "resnet_v2", "ResNet50V2", 224,
-             weights_file="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("vgg16", "VGG16", "caffe", 224, f"{KERAS_APPS}vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("vgg19", "VGG19", "caffe", 224, f"{KERAS_APPS}vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("resnet50", "ResNet50", "caffe", 224,
+             f"{KERAS_APPS}resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("resnet50v2", "ResNet50V2", "tf", 224,
+             f"{KERAS_APPS}resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     _mobilenet("mobilenet", 1.0, "1_0"),
     _mobilenet("mobilenet_050", 0.5, "5_0"),
     _mobilenet("mobilenet_025", 0.25, "2_5"),
-    Backbone("mobilenet_v2", "mobilenet_v2", "MobileNetV2", 224, kwargs={"alpha": 1.0},
-             weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"),
-    Backbone("efficientnetb0", "efficientnet", "EfficientNetB0", 224, weights_file="efficientnetb0_notop.h5"),
-    Backbone("efficientnetb3", "efficientnet", "EfficientNetB3", 300, weights_file="efficientnetb3_notop.h5"),
-    Backbone("inception_v3", "inception_v3", "InceptionV3", 299, min_size=75,
-             weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("mobilenet_v2", "MobileNetV2", "tf", 224,
+             f"{KERAS_APPS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{{size}}_no_top.h5",
+             kwargs={"alpha": 1.0}),
+    Backbone("efficientnetb0", "EfficientNetB0", "identity", 224,
+             "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"),
+    Backbone("efficientnetb3", "EfficientNetB3", "identity", 300,
+             "https://storage.googleapis.com/keras-applications/efficientnetb3_notop.h5"),
+    Backbone("efficientnetv2_b0", "EfficientNetV2B0", "identity", 224,
+             f"{KERAS_APPS}efficientnet_v2/efficientnetv2-b0_notop.h5"),
+    Backbone("convnext_tiny", "ConvNeXtTiny", "identity", 224, f"{KERAS_APPS}convnext/convnext_tiny_notop.h5"),
+    Backbone("inception_v3", "InceptionV3", "tf", 299,
+             f"{KERAS_APPS}inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", min_size=75),
 ]}
 
 
@@ -130,14 +141,8 @@ def _download(backbone: Backbone, size: int) -> Path:
     import keras
 
     name = backbone.weights_filename(size)
-    base = {
-        "mobilenet": "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/",
-        "mobilenet_v2": "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
-        "efficientnet": "https://storage.googleapis.com/keras-applications/",
-        "inception_v3": "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
-    }.get(backbone.module, "https://storage.googleapis.com/tensorflow/keras-applications/" + backbone.module.split("_")[0] + "/")
     try:
-        return Path(keras.utils.get_file(name, base + name, cache_subdir="models"))
+        return Path(keras.utils.get_file(name, backbone.weights_url.format(size=size), cache_subdir="models"))
     except Exception as exc:  # network errors come in many types
         raise PipelineError(
             f"could not download ImageNet weights {name} ({exc}); on an offline machine put the file in a folder "
@@ -177,13 +182,3 @@ def _convolutions_in_bfloat16(model) -> None:
     for layer in model.layers:
         if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
             layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
-
-
-def preprocess_fn(backbone: Backbone, preprocess: str):
-    """A function from float32 RGB in 0..255 to the backbone's expected input."""
-    if preprocess == "rescale":
-        return lambda x: x / 255.0
-    import importlib
-
-    module = importlib.import_module(f"keras.applications.{backbone.module}")
-    return module.preprocess_input

@@ -1,7 +1,7 @@
 """Stage three: fine-tune the top of the base together with a trained ``dense`` head, end to end on images.
 
-The model is the exported one (:mod:`pipeline.exporting`'s preprocessing layers, the recorded base and
-the trained head, so training starts from a good head) with the augmentation layers in front. The top
+The model is assembled as the export is (:mod:`pipeline.assemble`: preprocessing layers, the recorded base
+and the trained head, so training starts from a good head) with the augmentation layers in front. The top
 ``unfreeze`` layers of the base (or every layer from ``unfreeze_from``) become trainable, except the
 BatchNormalization layers: they stay frozen, hence in inference mode, as the Keras transfer learning
 guide recommends. (In Keras 3.15, ``base(x, training=False)`` inside a functional model does not do
@@ -22,30 +22,19 @@ import difflib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from . import augment as augmentation
-from . import backbones, plots, runs
+from . import runs
+from .config import fingerprint, utc_now
 from .errors import PipelineError
 from .hashing import file_sha256
-from .images import load_image
-from .store import FeatureFile, fingerprint
+from .images import decode_all
+from .store import FeatureFile
 
 MONITORS = ("val_accuracy", "val_loss")
-
-
-class _Proba:
-    """Probabilities already computed, behind the ``predict_proba`` that :func:`training.evaluate` calls."""
-
-    def __init__(self, proba: np.ndarray):
-        self.proba = proba
-
-    def predict_proba(self, X) -> np.ndarray:
-        return self.proba
 
 
 def _source_run(run_dir: str | os.PathLike) -> runs.Run:
@@ -58,21 +47,13 @@ def _source_run(run_dir: str | os.PathLike) -> runs.Run:
 
 def build(run: runs.Run, policy: str = "default", weights_dir: str | None = None):
     """``(model, base, head)``: image -> augmentation -> preprocessing -> base -> trained head."""
-    import keras
+    from .assemble import assemble_recorded
+    from .exporting import head_layers
 
-    from .exporting import head_layers, preprocessing_layers
-    from .prediction import recorded_backbone
-
-    features = run.features
     (head,) = head_layers(run)  # a dense head is one Keras model
-    spec, weights = recorded_backbone(features, weights_dir)
-    size = int(features["input_size"])
-    base = backbones.build(spec, size, features["pooling"], weights, features.get("precision") or "float32")
-    inputs = keras.Input((size, size, 3), dtype="float32", name="image")
-    x = inputs
-    for layer in augmentation.layers(policy) + preprocessing_layers(spec.module, features["preprocess"]):
-        x = layer(x)
-    return keras.Model(inputs, head(base(x)), name=f"{spec.name}_finetune"), base, head
+    model, base = assemble_recorded(run.features, weights_dir, head=[head], augment=augmentation.layers(policy),
+                                    name=f"{run.features['backbone']}_finetune")
+    return model, base, head
 
 
 def unfreeze(base, top: int | None = None, start: str | None = None) -> int:
@@ -117,16 +98,6 @@ def layer_table(model, base) -> dict:
             "non_trainable_params": _count(model.non_trainable_weights)}
 
 
-def _images(root: Path, paths: list[str], size: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """``(pixels, kept indices, skipped)``: every image decoded once, as stage one decodes it."""
-    with ThreadPoolExecutor(4) as pool:
-        loaded = list(pool.map(lambda p: load_image(str(root / p), size), paths))
-    kept = [i for i, (pixels, _) in enumerate(loaded) if pixels is not None]
-    skipped = [{"path": paths[i], "reason": reason} for i, (pixels, reason) in enumerate(loaded) if pixels is None]
-    pixels = np.stack([loaded[i][0] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
-    return pixels, np.array(kept, dtype=int), skipped
-
-
 def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int) -> tuple[dict, list[dict]]:
     """``{split: (pixels, labels, paths)}`` of the run's feature file (its images, not augmented views)."""
     cache = Path(run.config["cache"])
@@ -141,23 +112,23 @@ def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int) -> tup
         for split in f.splits:
             original = f.column(split, "view") == 0
             paths, labels = list(f.column(split, "paths")[original]), f.column(split, "labels")[original]
-            pixels, kept, missed = _images(root, paths, size)
-            skipped += missed
+            pixels, kept, reasons = decode_all([str(root / p) for p in paths], size)  # as stage one decodes
+            skipped += [{"path": paths[i], "reason": reason} for i, reason in sorted(reasons.items())]
             out[split] = (pixels, labels[kept], [paths[i] for i in kept])
     if "val" not in out or not len(out["val"][0]):
         raise PipelineError("fine-tuning stops early on val: extract with a val/ folder or --val-fraction and train again")
     return out, skipped
 
 
-def _metrics(model, data: dict, classes: list[str], out: Path, batch_size: int) -> dict:
+def _evaluate(model, data: dict, classes: list[str], batch_size: int) -> tuple[dict, dict]:
+    """``(metrics, predictions)`` of the model on every split's images."""
     from .training import evaluate
 
-    metrics = {}
+    metrics, predictions = {}, {}
     for split, (pixels, labels, paths) in data.items():
         proba = model.predict(pixels, batch_size=batch_size, verbose=0)
-        metrics[split], _ = evaluate(_Proba(proba), None, labels, classes)
-        runs.write_predictions(out / f"predictions-{split}.csv", paths, labels, proba, classes)
-    return metrics
+        metrics[split], predictions[split] = evaluate(proba, labels, classes), (paths, labels, proba)
+    return metrics, predictions
 
 
 def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, unfreeze_top: int | None = None,
@@ -213,7 +184,7 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     out = Path(out_dir) if out_dir else runs.new_run_dir(source.config["cache"], "dense-finetuned", runs_root)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = _metrics(model, data, source.classes, out, batch_size)
+    metrics, predictions = _evaluate(model, data, source.classes, batch_size)
     for m in metrics.values():
         m["fit_seconds"] = fit_seconds
     weights_file = out / "base.weights.h5"
@@ -224,7 +195,7 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     baseline = _baseline(source.dir)
     history = {k: [float(v) for v in vs] for k, vs in history.items()}
     config = dict(source.config, features=features, fingerprint=fingerprint(features),
-                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  created=utc_now(),
                   finetune={"from_run": str(source.dir.resolve()), "unfrozen": unfrozen,
                             "first_unfrozen": summary["first_unfrozen"], "trainable_params": table["trainable_params"],
                             "lr": lr, "epochs": epochs, "batch_size": batch_size, "patience": patience,
@@ -232,11 +203,8 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
                             "data_dir": str(Path(data_dir or source.features["dataset_root"])),
                             "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start,
                             "history": history, "skipped": skipped})
-    runs.write_json(out / "config.json", config)
-    runs.write_json(out / "metrics.json", metrics)
     runs.write_json(out / "baseline.json", baseline)
-    plots.confusion_png(out / "confusion.png", {s: m["confusion_matrix"] for s, m in metrics.items()}, source.classes)
-    plots.curves_png(out / "curves.png", history)
+    runs.write_run(out, config, metrics, predictions, source.classes, history)
     return {"run_dir": str(out), "metrics": metrics, "baseline": baseline, "fit_seconds": fit_seconds,
             "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor, "start": start,
             "history": history, "skipped": skipped, **summary}

@@ -3,15 +3,24 @@
 Pillow reads every format we accept (JPEG, PNG, GIF first frame, BMP, WebP), converts any mode
 (grayscale, palette, RGBA, CMYK, 16-bit) to RGB, decodes large JPEGs at reduced scale (DCT
 scaling) before one bilinear resize, and refuses decompression bombs before allocating them.
+:func:`decode_batches` is the one loop that decodes many files (stage one, prediction, fine-tuning,
+previews); on two cores it fed the forward pass 3 to 15% faster than a tf.data ``numpy_function`` map
+(``scripts/bench_levers.py``).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+AHEAD = 2  # batches decoded ahead of the consumer: enough to hide decoding behind inference
 MAX_PIXELS = 100_000_000  # more than any camera photo; a bigger image is refused unread
 Image.MAX_IMAGE_PIXELS = None  # our own check below gives the reason; Pillow's would raise
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -61,3 +70,51 @@ def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
         return None, "not enough memory to decode this image"
     except Exception as exc:  # a crafted file can trip any error inside a decoder: one file must not stop the run
         return None, f"damaged image data ({type(exc).__name__}: {exc})"
+
+
+@dataclass
+class Batch:
+    """Decoded images in file order: ``pixels[j]`` is file ``index[j]``, black where ``reasons`` says why not."""
+
+    pixels: np.ndarray  # (n, size, size, 3) uint8
+    index: list[int]
+    reasons: dict[int, str]  # file index -> why it could not be used
+
+
+def decode_batches(files: Sequence[str], size: int, batch: int = 32, ahead: int = AHEAD,
+                   transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> Iterator[Batch]:
+    """Batches of ``files`` decoded by :func:`load_image` on one thread per core (Pillow releases the GIL),
+    at most ``ahead`` batches ahead of the consumer, so memory stays flat in N. ``transform(i, pixels)``
+    may change each decoded image (an augmented view)."""
+
+    def load(i: int) -> tuple[np.ndarray, str]:
+        pixels, reason = load_image(files[i], size)
+        if pixels is None:
+            return np.zeros((size, size, 3), np.uint8), reason
+        return (transform(i, pixels) if transform else pixels), ""
+
+    def collect(idx: list[int], results) -> Batch:
+        loaded = list(results)
+        return Batch(np.stack([p for p, _ in loaded]), idx, {i: r for i, (_, r) in zip(idx, loaded) if r})
+
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        for first in range(0, len(files), batch):
+            idx = list(range(first, min(first + batch, len(files))))
+            pending.append((idx, pool.map(load, idx)))
+            if len(pending) > ahead:
+                yield collect(*pending.popleft())
+        for idx, results in pending:
+            yield collect(idx, results)
+
+
+def decode_all(files: Sequence[str], size: int) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """``(pixels of the readable files, their indices, {index: reason} for the others)``, all in memory."""
+    pixels, kept, reasons = [], [], {}
+    for b in decode_batches(files, size):
+        reasons.update(b.reasons)
+        good = [j for j, i in enumerate(b.index) if i not in b.reasons]
+        pixels.append(b.pixels[good])
+        kept += [b.index[j] for j in good]
+    stacked = np.concatenate(pixels) if pixels else np.zeros((0, size, size, 3), np.uint8)
+    return stacked, kept, reasons

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backbones
 from .datasets import is_image
 from .errors import PipelineError
-from .images import load_image
 from .runs import Run, open_run
 
 
@@ -32,36 +30,24 @@ def image_files(paths) -> list[str]:
     return files
 
 
-def recorded_backbone(features: dict, weights_dir: str | None = None) -> tuple[backbones.Backbone, backbones.Weights]:
-    """The backbone and weights a run's features came from; the weights file must be the very same one."""
-    spec = backbones.get(features["backbone"])
-    if features["weights"] == "none":
-        raise PipelineError("these features came from random weights (--weights none), which cannot be rebuilt for "
-                            "new images; extract with --weights imagenet or a weights file and train again")
-    weights = backbones.resolve_weights(spec, int(features["input_size"]), features["weights"], weights_dir)
-    if weights.sha256 != features["weights_sha256"]:
-        raise PipelineError(f"weights file {weights.path} (sha256 {weights.sha256[:12]}...) is not the one the features "
-                            f"were made with (sha256 {features['weights_sha256'][:12]}...); pass --weights-dir with that file")
-    return spec, weights
-
-
 class Extractor:
     """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them
-    (the local engine's own compiled forward pass)."""
+    (the same runtime and assembled feature model as ``extract``)."""
 
     def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32):
+        from . import runtimes
+        from .assemble import recorded_backbone
         from .engines import Job
-        from .engines.local import LocalEngine
 
         spec, weights = recorded_backbone(features, weights_dir)
         self.size = int(features["input_size"])
         self.store_dtype = features.get("store_dtype") or "float32"
-        self.engine = LocalEngine(Job(spec, self.size, features["pooling"], features["preprocess"],
-                                      features.get("precision") or "float32", weights, batch_size))
+        self.runtime = runtimes.create(Job(spec, self.size, features["pooling"], features["preprocess"],
+                                           features.get("precision") or "float32", weights, batch_size))
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        step = self.engine.job.batch_size
-        feats = np.concatenate([self.engine.features(pixels[i:i + step]) for i in range(0, len(pixels), step)])
+        step = self.runtime.job.batch_size
+        feats = np.concatenate([self.runtime.features(pixels[i:i + step]) for i in range(0, len(pixels), step)])
         return feats.astype(self.store_dtype).astype(np.float32)  # the cache's rounding, if it stores float16
 
 
@@ -74,20 +60,18 @@ def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, b
     >>> predict("runs/urban_rural-mobilenet_v2-160-avg-logreg-20250101-120000", ["new_photos/"])  # doctest: +SKIP
     [{'path': 'new_photos/a.jpg', 'label': 'urban', 'probabilities': {'rural': 0.03, 'urban': 0.97}}]
     """
+    from .images import decode_all
+
     run = open_run(run_dir)
     files = image_files(paths)
     extractor = Extractor(run.features, weights_dir, batch_size)
     head = run.head()
-    pixels, good, results = [], [], []
-    for path in files:
-        image, reason = load_image(path, extractor.size)
-        results.append({"path": path, "label": None, "probabilities": None, **({"error": reason} if reason else {})})
-        if image is not None:
-            pixels.append(image)
-            good.append(len(results) - 1)
-    if pixels:
-        proba = head.predict_proba(extractor(np.stack(pixels)))
-        for i, row in zip(good, proba):
+    pixels, kept, reasons = decode_all(files, extractor.size)
+    results = [{"path": path, "label": None, "probabilities": None, **({"error": reasons[i]} if i in reasons else {})}
+               for i, path in enumerate(files)]
+    if kept:
+        proba = head.predict_proba(extractor(pixels))
+        for i, row in zip(kept, proba):
             results[i]["label"] = run.classes[int(np.argmax(row))]
             results[i]["probabilities"] = {c: float(p) for c, p in zip(run.classes, row)}
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import datasets
 from .augment import augment_view, parse
 from .errors import PipelineError
-from .images import load_image
+from .images import decode_all
 
 
 def _pick(manifest: datasets.Manifest, split: str, count: int) -> list[datasets.Entry]:
@@ -46,12 +46,10 @@ def preview(data_dir: str | os.PathLike, split: str = "train", augment: str | No
     manifest = datasets.scan(data_dir, val_fraction, test_fraction)
     chosen = datasets.hash_files(datasets.Manifest(manifest.root, manifest.classes,
                                                    _pick(manifest, split, count))).entries
-    images, skipped = [], []
-    for entry in chosen:
-        pixels, reason = load_image(str(manifest.root / entry.path), image_size)
-        if pixels is None:
-            skipped.append({"path": entry.path, "reason": reason})
-            continue
+    decoded, kept, reasons = decode_all([str(manifest.root / e.path) for e in chosen], image_size)
+    skipped = [{"path": chosen[i].path, "reason": reason} for i, reason in sorted(reasons.items())]
+    images = []
+    for pixels, entry in zip(decoded, (chosen[i] for i in kept)):
         augmented = [augment_view(pixels, policy, entry.sha256, v, seed) for v in range(1, views + 1)] if policy else []
         images.append((entry, [pixels] + augmented))
     if not images:

@@ -22,14 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import plots
+from .config import RUN_KEYS, differences, fingerprint
 from .errors import PipelineError
 from .heads import head_class
-from .store import fingerprint
-
-FEATURE_KEYS = ("backbone", "weights", "weights_sha256", "input_size", "pooling", "preprocess", "precision",
-                "store_dtype", "augment", "format_version", "dataset_root")
-COMPARED = ("backbone", "weights_sha256", "input_size", "pooling", "preprocess", "precision", "store_dtype",
-            "augment", "format_version")
 
 
 def new_run_dir(cache: str | os.PathLike, head: str, root: str | os.PathLike = "runs") -> Path:
@@ -46,6 +42,20 @@ def new_run_dir(cache: str | os.PathLike, head: str, root: str | os.PathLike = "
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_run(out: Path, config: dict, metrics: dict, predictions: dict[str, tuple], classes: list[str],
+              history: dict | None = None) -> None:
+    """Write a run directory's records beside its head: ``config.json``, ``metrics.json``,
+    ``predictions-<split>.csv`` (``predictions``: {split: (paths, true labels, probabilities)}),
+    ``confusion.png`` and, given a training ``history``, ``curves.png``."""
+    for split, (paths, y_true, proba) in predictions.items():
+        write_predictions(out / f"predictions-{split}.csv", paths, y_true, proba, classes)
+    write_json(out / "config.json", config)
+    write_json(out / "metrics.json", metrics)
+    plots.confusion_png(out / "confusion.png", {s: m["confusion_matrix"] for s, m in metrics.items()}, classes)
+    if history:
+        plots.curves_png(out / "curves.png", history)
 
 
 def write_predictions(path: Path, paths, y_true, proba: np.ndarray, classes: list[str]) -> None:
@@ -86,8 +96,7 @@ class Run:
     def check(self, config: dict, classes: list[str], source: str) -> None:
         """Refuse features (described by their file's ``config``) that differ from the ones trained on."""
         if fingerprint(config) != self.config["fingerprint"]:
-            diff = [f"{k} {config.get(k)!r} vs {self.features.get(k)!r}" for k in COMPARED
-                    if config.get(k) != self.features.get(k)]
+            diff = differences(config, self.features)
             raise PipelineError(f"{source} holds features unlike the ones {self.dir} was trained on "
                                 f"({'; '.join(diff) or 'another config'}); extract with the run's settings or train a new head")
         if list(classes) != self.classes:
@@ -102,6 +111,6 @@ def open_run(run_dir: str | os.PathLike) -> Run:
     return Run(path, json.loads(config_path.read_text()))
 
 
-def feature_config(config: dict) -> dict:
+def feature_record(config: dict) -> dict:
     """The part of a feature file's config that a run records."""
-    return {k: config.get(k) for k in FEATURE_KEYS}
+    return {k: config.get(k) for k in RUN_KEYS}

@@ -18,8 +18,6 @@ and a commit writes a complete new file beside the old one and ``os.replace``s i
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import socket
 import time
@@ -28,14 +26,14 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import h5py
 import numpy as np
 
+from .config import FORMAT_VERSION, FeatureConfig, differences
 from .errors import CacheLocked, PipelineError
 
-FORMAT_VERSION = 1
 STR = h5py.string_dtype("utf-8")
 SHA = h5py.string_dtype("ascii", 64)
 CHUNK_ROWS = 512
@@ -54,14 +52,6 @@ class Row:
     @property
     def key(self) -> Key:
         return (self.sha256, self.view)
-
-
-def fingerprint(config: dict) -> str:
-    """A short hash of everything that changes the features (the cache key inside a file name)."""
-    keys = ("backbone", "weights_sha256", "input_size", "pooling", "preprocess", "precision", "store_dtype",
-            "augment", "format_version")
-    blob = json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- reading
@@ -165,9 +155,6 @@ class FeatureFile:
     def features(self, split: str) -> h5py.Dataset:
         return self._f[split]["features"]
 
-    def rows(self, split: str) -> int:
-        return self._f[split]["labels"].shape[0]
-
     def errors(self) -> list[dict]:
         if "errors" not in self._f:
             return []
@@ -244,15 +231,18 @@ class Parts:
                 where[(sha, int(view))] = (part, i)
         return where
 
+    def row_shape(self) -> tuple | None:
+        """The shape of one row of features in the part files (None when there is none)."""
+        for part in self.files():
+            with h5py.File(part, "r", locking=False) as f:
+                return f["features"].shape[1:]
+        return None
+
     def clear(self) -> None:
         if self.dir.is_dir():
             for p in self.dir.iterdir():
                 p.unlink(missing_ok=True)
             self.dir.rmdir()
-
-
-def parts_for(path: Path, config: dict) -> Parts:
-    return Parts(path.with_name(f"{path.name}.parts-{fingerprint(config)}"))
 
 
 # ---------------------------------------------------------------- lock
@@ -343,25 +333,25 @@ def _write_split(f: h5py.File, split: str, rows: list[Row], sources: _Sources, d
         feats[start:start + len(block)] = block.astype(dtype, copy=False)
 
 
-def commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[Row]], errors: list[dict],
-           old: FeatureFile | None, old_index: dict, parts: Parts, parts_index: dict, feature_shape: tuple) -> None:
+
+
+def _commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[Row]], errors: list[dict],
+            sources: _Sources, feature_shape: tuple) -> None:
     """Write the complete new file beside the old one, fsync it, and atomically replace the old one."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    sources = _Sources(old, old_index, parts_index)
-    dtype = config["store_dtype"]
     try:
         with h5py.File(tmp, "w", locking=False) as f:
             f.attrs.update({k: v for k, v in config.items() if v is not None})
             f["classes"] = _strings(classes, STR)
             for split, rows in splits.items():
-                _write_split(f, split, rows, sources, dtype, feature_shape)
+                _write_split(f, split, rows, sources, config["store_dtype"], feature_shape)
             e = f.create_group("errors")
             e["path"] = _strings([x["path"] for x in errors], STR)
             e["sha256"] = _strings([x.get("sha256", "") for x in errors], SHA)
             e["reason"] = _strings([x["reason"] for x in errors], STR)
         _fsync(tmp)
-        if old is not None:
-            old.close()
+        if sources.old is not None:
+            sources.old.close()
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -370,6 +360,105 @@ def commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[
             os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
-    parts.clear()
-    for stale in path.parent.glob(f"{path.name}.parts-*"):
-        Parts(stale).clear()
+
+
+# ---------------------------------------------------------------- the writer
+
+
+class FeatureCache:
+    """The writer side of one feature file: lock, previous file, part files, commit.
+
+    Examples
+    --------
+    >>> with FeatureCache(path, config) as cache:                     # doctest: +SKIP
+    ...     todo = cache.missing(keys)
+    ...     engine.run(files, todo, cache.parts)
+    ...     cache.commit(classes, splits, errors)
+    """
+
+    def __init__(self, path: str | os.PathLike, config: FeatureConfig):
+        self.path, self.config = Path(path), config
+        self.parts = Parts(self.path.with_name(f"{self.path.name}.parts-{config.fingerprint()}"))
+        self.notes: list[str] = []
+        self.known_errors: dict[str, str] = {}  # sha256 -> reason, from the previous file
+        self._old: FeatureFile | None = None
+        self._old_index: dict[Key, tuple[str, int]] = {}
+        self._reusable = False  # the previous file has this config's fingerprint
+        self._lock = writer_lock(self.path)
+
+    def __enter__(self) -> "FeatureCache":
+        self._lock.__enter__()
+        try:
+            self._open_previous()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            self._old.close()
+        self._lock.__exit__(*exc)
+
+    def _open_previous(self) -> None:
+        """Open the published file; its rows and known errors count only if it has this config's fingerprint."""
+        if not self.path.exists():
+            return
+        try:
+            self._old = FeatureFile(self.path)
+        except PipelineError as exc:
+            self.notes.append(f"ignoring unreadable {self.path.name} ({exc}); it will be rebuilt")
+            return
+        old = self._old.config
+        if differences(old, self.config.attrs()):
+            changed = [k for k in ("weights_sha256", "format_version") if old.get(k) != getattr(self.config, k)]
+            self.notes.append(f"{self.path.name} was made with different {', '.join(changed) or 'settings'}: "
+                              "recomputing all")
+            return
+        self._reusable = True
+        self._old_index = self._old.index()
+        self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors() if e["sha256"]}
+
+    def stored(self) -> set[Key]:
+        """Every key whose features are already on disk (the previous file or finished part files)."""
+        return set(self._old_index) | set(self.parts.index())
+
+    def missing(self, keys: Iterable[Key]) -> list[Key]:
+        """The keys to compute: not stored, and not from a file already known to fail."""
+        stored = self.stored()
+        return [k for k in keys if k not in stored and k[0] not in self.known_errors]
+
+    def removed(self, kept: set[Key]) -> int:
+        """How many keys of the previous file are not in ``kept``."""
+        return sum(1 for k in self._old_index if k not in kept)
+
+    def commit(self, classes: list[str], splits: dict[str, list[Row]], errors: list[dict]) -> bool:
+        """Publish exactly these rows and errors (atomically); False when the file already holds them."""
+        parts_index = self.parts.index()
+        if not parts_index and self._holds(classes, splits, errors):
+            return False
+        shape = self.parts.row_shape() if parts_index else None
+        if shape is None:
+            shape = (self._old.features(next(iter(self._old_index.values()))[0]).shape[1:]
+                     if self._old_index else (0,))
+        _commit(self.path, self.config.attrs(), classes, splits, errors,
+                _Sources(self._old, self._old_index, parts_index), shape)
+        self._old = None  # closed by the commit before its rename
+        self.parts.clear()
+        for stale in self.path.parent.glob(f"{self.path.name}.parts-*"):
+            Parts(stale).clear()
+        return True
+
+    def _holds(self, classes: list[str], splits: dict[str, list[Row]], errors: list[dict]) -> bool:
+        """Whether the previous file (with this config) already holds exactly these rows and errors."""
+        old = self._old
+        if not self._reusable or old.classes != classes or set(old.splits) != set(splits):
+            return False
+        if sorted((e["path"], e["reason"]) for e in old.errors()) != sorted((e["path"], e["reason"]) for e in errors):
+            return False
+        for split, rows in splits.items():
+            stored = list(zip(old.column(split, "paths"), old.column(split, "labels").tolist(),
+                              old.column(split, "sha256"), old.column(split, "view").tolist()))
+            if stored != [(r.path, r.label, r.sha256, r.view) for r in rows]:
+                return False
+        return True

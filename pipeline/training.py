@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import plots, runs
+from . import runs
+from .config import fingerprint, utc_now
 from .errors import PipelineError
 from .heads import HEADS, make_head
-from .store import FeatureFile, fingerprint
+from .store import FeatureFile
 
 
 @dataclass
@@ -48,18 +48,17 @@ def read_features(cache: str | os.PathLike) -> Features:
         return Features(Path(cache), f.config, f.classes, train, splits)
 
 
-def evaluate(head, X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[dict, np.ndarray]:
-    """``({accuracy, per_class, confusion_matrix, images}, probabilities)`` of a fitted head on one split."""
+def evaluate(proba: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    """``{accuracy, per_class, confusion_matrix, images}`` of predicted probabilities on one split."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    proba = np.asarray(head.predict_proba(X))
-    pred = np.argmax(proba, axis=1)
+    pred = np.argmax(np.asarray(proba), axis=1)
     labels = list(range(len(classes)))
     p, r, f1, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     per_class = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]), "support": int(n[i])}
                  for i, c in enumerate(classes)}
     return {"accuracy": float(accuracy_score(y, pred)), "images": int(len(y)), "per_class": per_class,
-            "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist()}, proba
+            "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist()}
 
 
 def fit(features: Features, head: str = "logreg", options: dict | None = None, seed: int = 0,
@@ -78,24 +77,19 @@ def fit(features: Features, head: str = "logreg", options: dict | None = None, s
     out = Path(run_dir) if run_dir else runs.new_run_dir(features.cache, head, runs_root)
     out.mkdir(parents=True, exist_ok=True)
     estimator.save(out)
-    metrics = {}
+    metrics, predictions = {}, {}
     for split, (Xs, ys, paths) in features.splits.items():
-        metrics[split], proba = evaluate(estimator, Xs, ys, features.classes)
-        metrics[split]["fit_seconds"] = fit_seconds
-        runs.write_predictions(out / f"predictions-{split}.csv", paths, ys, proba, features.classes)
+        proba = estimator.predict_proba(Xs)
+        metrics[split] = {**evaluate(proba, ys, features.classes), "fit_seconds": fit_seconds}
+        predictions[split] = (paths, ys, proba)
     config = {
         "head": head, "params": estimator.get_params(), "selected": estimator.selected(), "seed": seed,
         "classes": features.classes, "cache": str(features.cache.resolve()), "fingerprint": fingerprint(features.config),
-        "features": runs.feature_config(features.config), "feature_shape": list(X.shape[1:]),
+        "features": runs.feature_record(features.config), "feature_shape": list(X.shape[1:]),
         "rows": {"train": int(len(y)), **{s: int(len(v[1])) for s, v in features.splits.items() if s != "train"}},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
     }
-    runs.write_json(out / "config.json", config)
-    runs.write_json(out / "metrics.json", metrics)
-    plots.confusion_png(out / "confusion.png", {s: m["confusion_matrix"] for s, m in metrics.items()},
-                        features.classes)
-    if hasattr(estimator, "history_"):
-        plots.curves_png(out / "curves.png", estimator.history_)
+    runs.write_run(out, config, metrics, predictions, features.classes, getattr(estimator, "history_", None))
     return {"run_dir": str(out), "head": head, "selected": estimator.selected(), "fit_seconds": fit_seconds,
             "metrics": metrics}
 
@@ -142,4 +136,4 @@ def evaluate_run(run_dir: str | os.PathLike, cache: str | os.PathLike) -> dict:
         run.check(f.config, f.classes, str(cache))
     features = read_features(cache)
     head = run.head()
-    return {split: evaluate(head, X, y, run.classes)[0] for split, (X, y, _) in features.splits.items()}
+    return {split: evaluate(head.predict_proba(X), y, run.classes) for split, (X, y, _) in features.splits.items()}

@@ -8,8 +8,8 @@ return how many images they computed, so the caller divides the total by the tot
   batch of 20, each result copied into a preallocated array. Keras 3.15 dropped
   ``keras.preprocessing.image.ImageDataGenerator``; TensorFlow still ships it as
   ``tf.keras.preprocessing.image.ImageDataGenerator`` (Keras's legacy copy), which is what this uses.
-* ``plain_keras``: ``keras.utils.image_dataset_from_directory`` + the backbone's ``preprocess_input`` +
-  ``model.predict`` over the whole dataset.
+* ``plain_keras``: ``keras.utils.image_dataset_from_directory`` + ``model.predict`` of the assembled model
+  (the backbone's preprocessing as layers, then the base) over the whole dataset.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def tutorial_loop(model, folders: list[Path], size: int) -> int:
     return total
 
 
-def plain_keras(model, preprocess, folders: list[Path], size: int, batch_size: int) -> int:
-    """``image_dataset_from_directory`` + ``model.predict`` over every folder; returns the number of images."""
+def plain_keras(model, folders: list[Path], size: int, batch_size: int) -> int:
+    """``image_dataset_from_directory`` + ``model.predict`` (preprocessing inside the model) over every folder;
+    returns the number of images."""
     import keras
 
     total = 0
@@ -65,7 +66,7 @@ def plain_keras(model, preprocess, folders: list[Path], size: int, batch_size: i
             ds = keras.utils.image_dataset_from_directory(str(folder), image_size=(size, size),
                                                           batch_size=batch_size, shuffle=False)
         count = len(ds.file_paths)
-        features = model.predict(ds.map(lambda x, y: preprocess(x)), verbose=0)
+        features = model.predict(ds.map(lambda x, y: x), verbose=0)
         assert len(features) == count
         total += count
     return total

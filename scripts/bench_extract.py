@@ -22,7 +22,7 @@ Other sections (``--sections``) break stage one down:
   decode   ``pipeline.images.load_image`` over every file, one thread
   forward  the engine's compiled forward pass on a fixed random batch (4 calls), float32 and bfloat16
            (``--jit`` adds the same graph compiled with XLA)
-  engine   ``LocalEngine.run`` over every file: tf.data decode overlapped with inference, part files written
+  engine   ``LocalEngine.run`` over every file: thread-pool decode overlapped with inference, part files written
   extract  ``pipeline.extract`` in a fresh process (TensorFlow import, hashing, commit included), then a rerun
            that reuses every row
   accuracy (``--accuracy``) the ``logreg`` head on float32 and bfloat16 features: train -> val, and
@@ -116,10 +116,10 @@ def bench_forward(args) -> dict:
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
     engines = {p: engine_for(args, p) for p in PRECISIONS}
     for engine in engines.values():
-        engine.build()
-    fns = {p: (lambda e=e: [e.features(batch) for _ in range(FORWARD_BATCHES)]) for p, e in engines.items()}
+        engine.runtime.build()
+    fns = {p: (lambda e=e: [e.runtime.features(batch) for _ in range(FORWARD_BATCHES)]) for p, e in engines.items()}
     if args.jit:
-        infer = engines["float32"]._infer.python_function  # the engine's own graph, compiled with XLA
+        infer = engines["float32"].runtime._infer.python_function  # the engine's own graph, compiled with XLA
         xla = tf.function(infer, jit_compile=True)
         fns["float32_xla"] = lambda: [xla(tf.constant(batch)).numpy() for _ in range(FORWARD_BATCHES)]
     times = interleaved(fns, args.repeat)
@@ -136,7 +136,7 @@ def bench_engine(args, files: list[str], scratch: Path) -> dict:
 
     engine = engine_for(args, args.precision)
     keys = [(str(i), 0) for i in range(len(files))]
-    first = timed(engine.build)
+    first = timed(engine.runtime.build)
     computed = []
 
     def run_all():
@@ -173,13 +173,13 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
     import numpy as np
 
     from pipeline import backbones
+    from pipeline.assemble import assemble
     from bench_baselines import plain_keras, split_folders, tutorial_loop
 
     engine = engine_for(args, args.precision)
-    engine.build()
+    engine.runtime.build()
     spec = backbones.get(args.backbone)
-    model = backbones.build(spec, args.image_size, args.pooling, engine.job.weights, args.precision)
-    preprocess = backbones.preprocess_fn(spec, "backbone")
+    model, base = assemble(spec, args.image_size, args.pooling, engine.job.weights, "backbone", args.precision)
     folders = split_folders(args.data_dir)
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
     batches = -(-len(files) // args.batch_size)  # the forward passes extract makes: the last batch is padded
@@ -190,9 +190,9 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
         summaries.append(extract_in_subprocess(args, scratch / f"cold-{len(summaries)}", args.precision))
         counts["extract_cold"] = summaries[-1]["computed"]
 
-    fns = {"bound": lambda: [engine.features(batch) for _ in range(batches)],
-           "tutorial": lambda: counts.__setitem__("tutorial", tutorial_loop(model, folders, args.image_size)),
-           "keras": lambda: counts.__setitem__("keras", plain_keras(model, preprocess, folders, args.image_size,
+    fns = {"bound": lambda: [engine.runtime.features(batch) for _ in range(batches)],
+           "tutorial": lambda: counts.__setitem__("tutorial", tutorial_loop(base, folders, args.image_size)),
+           "keras": lambda: counts.__setitem__("keras", plain_keras(model, folders, args.image_size,
                                                                      args.batch_size)),
            "extract_cold": cold}
     times = interleaved(fns, args.repeat)

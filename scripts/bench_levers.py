@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_levers.py DATA_DIR [--backbone mobilenet_v2 --image-size 160 --weights-dir DIR]
         [--intra 0 --inter 0] [--repeat 5] [--variants engine,map_1,...]
 
-Each variant feeds the engine's own compiled forward pass (``LocalEngine.features``) and writes part files,
+Each variant feeds the engine's own compiled forward pass (``TensorFlowRuntime.features``) and writes part files,
 like ``LocalEngine.run``; only the input side changes:
 
   engine        ``LocalEngine.run`` as shipped (Pillow decode on a thread pool, two batches ahead)
@@ -83,7 +83,7 @@ def consume(engine, dataset, parts, background: bool = False) -> None:
     if background:
         writer.start()
     for pixels, idx in dataset:
-        item = ([(str(i), 0) for i in idx.numpy()], engine.features(pixels))
+        item = ([(str(i), 0) for i in idx.numpy()], engine.runtime.features(pixels))
         if background:
             writes.put(item)
         else:
@@ -110,7 +110,7 @@ def main() -> None:
     manifest = datasets.scan(args.data_dir)
     files = [str(manifest.root / e.path) for s in manifest.splits for e in manifest.split(s)]
     engine = engine_for(args, args.precision)
-    engine.build()
+    engine.runtime.build()
     size, batch, auto = args.image_size, args.batch_size, tf.data.AUTOTUNE
     keys = [(str(i), 0) for i in range(len(files))]
     scratch = Path(tempfile.mkdtemp(prefix="bench_levers-"))

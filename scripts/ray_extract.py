@@ -21,10 +21,10 @@ import pipeline
 
 
 def run(engine: str, args: argparse.Namespace, cache_dir: str) -> dict:
-    options = {"ray_address": args.ray_address, "workers": args.workers} if engine == "ray" else {}
+    options = {"address": args.ray_address, "workers": args.workers} if engine == "ray" else {}
     return pipeline.extract(args.data_dir, backbone=args.backbone, image_size=args.image_size,
                             weights=args.weights, weights_dir=args.weights_dir, batch_size=args.batch_size,
-                            cache_dir=cache_dir, engine=engine, **options)
+                            cache_dir=cache_dir, engine=engine, engine_options=options)
 
 
 def features(summary: dict) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -15,6 +16,7 @@ from PIL import Image
 
 from pipeline import backbones, extract, store
 from pipeline.cli import main
+from pipeline.config import FeatureConfig
 from pipeline.errors import PipelineError
 from pipeline.hashing import file_sha256
 from pipeline.store import FeatureFile
@@ -70,10 +72,10 @@ def test_a_changed_weights_file_never_reuses_old_features(tiny_data, fast_args, 
 
 
 def test_parts_of_an_interrupted_run_are_keyed_by_the_weights():
-    config = {"backbone": "mobilenet_v2", "weights_sha256": "a" * 64, "input_size": 160, "pooling": "avg"}
+    config = FeatureConfig("mobilenet_v2", "imagenet", "a" * 64, 160)
     path = Path("cache/x/mobilenet_v2-160-avg.h5")
-    other = store.parts_for(path, {**config, "weights_sha256": "b" * 64})
-    assert store.parts_for(path, config).dir != other.dir
+    other = store.FeatureCache(path, replace(config, weights_sha256="b" * 64))
+    assert store.FeatureCache(path, config).parts.dir != other.parts.dir
 
 
 # A classic pickle that runs a shell command when unpickled; written as bytes, never loaded here.
@@ -133,7 +135,7 @@ def test_extract_rebuilds_over_a_crafted_file(tiny_data, fast_args, tmp_path):
     s = extract(tiny_data, **fast_args)
     assert s["computed"] == 22 and any("ignoring unreadable" in n for n in s["notes"])
     with FeatureFile(good) as f:
-        assert f.rows("train") == 12
+        assert len(f.column("train", "labels")) == 12
 
 
 def test_no_code_loads_pickles_or_unsafe_keras():

@@ -1,19 +1,20 @@
-"""The local engine: one compiled batch shape (padded for a short last batch), decoding a bounded number of
-batches ahead in file order, and which layers run in bfloat16."""
+"""The TensorFlow runtime and the decode loop the engines share: one compiled batch shape (padded for a short
+last batch), decoding a bounded number of batches ahead in file order, and which layers run in bfloat16."""
 
 from dataclasses import replace
 
 import numpy as np
 
-from pipeline import backbones
+from pipeline import backbones, images
 from pipeline.engines import Job
-from pipeline.engines.local import LocalEngine
+from pipeline.runtimes.tensorflow import TensorFlowRuntime
 
 
-def tiny_engine(batch_size: int = 8) -> LocalEngine:
+def tiny_engine(batch_size: int = 8) -> TensorFlowRuntime:
     """VGG16 at 32 px, random weights: fast, and unlike random MobileNets its features do not vanish (~1e-17)."""
     spec = backbones.get("vgg16")
-    return LocalEngine(Job(spec, 32, "avg", "backbone", "float32", backbones.resolve_weights(spec, 32, "none"), batch_size))
+    weights = backbones.resolve_weights(spec, 32, "none")
+    return TensorFlowRuntime(Job(spec, 32, "avg", "backbone", "float32", weights, batch_size))
 
 
 def test_short_batch_is_padded_and_matches_a_full_batch():
@@ -35,24 +36,24 @@ def test_build_happens_once_and_is_timed():
 
 
 def test_decoding_runs_a_bounded_number_of_batches_ahead_and_keeps_file_order(monkeypatch):
-    from pipeline.engines import local
-
     decoded: list[int] = []
 
     def fake_load(path, size):
         decoded.append(int(path))
+        if int(path) == 6:
+            return None, "unreadable"
         return np.full((size, size, 3), int(path), np.uint8), ""
 
-    monkeypatch.setattr(local, "load_image", fake_load)
-    engine, batch, n = tiny_engine(batch_size=4), 4, 40
-    files, keys = [str(i) for i in range(n)], [(str(i), 0) for i in range(n)]
-    batches = engine._decoded_batches(files, keys, {})
-    pixels, idx = next(batches)
-    assert idx == [0, 1, 2, 3] and [int(p[0, 0, 0]) for p in pixels] == idx
-    assert len(decoded) <= (local.AHEAD + 1) * batch  # memory stays flat however many files there are
+    monkeypatch.setattr(images, "load_image", fake_load)
+    batch, n = 4, 40
+    batches = images.decode_batches([str(i) for i in range(n)], 8, batch)
+    first = next(batches)
+    assert first.index == [0, 1, 2, 3] and [int(p[0, 0, 0]) for p in first.pixels] == first.index
+    assert len(decoded) <= (images.AHEAD + 1) * batch  # memory stays flat however many files there are
     rest = list(batches)
-    assert [i for _, idx in rest for i in idx] == list(range(4, n))
-    assert all(int(p[0, 0, 0]) == i for pix, idx in rest for p, i in zip(pix, idx))
+    assert [i for b in rest for i in b.index] == list(range(4, n))
+    assert rest[0].reasons == {6: "unreadable"} and not rest[0].pixels[2].any()  # black, with a reason
+    assert all(int(p[0, 0, 0]) == i for b in rest for p, i in zip(b.pixels, b.index) if i != 6)
 
 
 def test_bfloat16_runs_full_convolutions_in_bfloat16_and_the_rest_in_float32():

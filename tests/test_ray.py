@@ -99,7 +99,8 @@ def test_ray_options_need_the_ray_engine():
 def test_same_rows_and_features_as_local(ray_address, tiny_data, fast_args, tmp_path):
     (tiny_data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
     local = extract(tiny_data, **fast_args)
-    remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray", workers=2)
+    remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray",
+                     engine_options={"workers": 2})
     assert remote["splits"] == local["splits"] == {"train": 12, "val": 6, "test": 4}
     assert remote["computed"] == 22 and [s["path"] for s in remote["skipped"]] == ["train/red/broken.png"]
     assert "Pillow" in remote["skipped"][0]["reason"]
@@ -126,7 +127,7 @@ def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, 
 def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args):
     data = make_folder(tmp_path / "many", {"": 60})
     args = {**fast_args, "image_size": 64, "batch_size": 4, "cache_dir": str(tmp_path / "ray")}
-    code = (f"from pipeline import extract; extract({str(data)!r}, engine='ray', ray_address={ray_address!r}, "
+    code = (f"from pipeline import extract; extract({str(data)!r}, engine='ray', engine_options={{'address': {ray_address!r}}}, "
             f"**{args!r})")
     driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict = {}

@@ -1,17 +1,14 @@
 """The ``transfer`` command: thin wrappers over library functions. No TensorFlow import at top level.
 
-Each ``pipeline/cli/<area>.py`` holds the commands of one area; they are registered below.
+Each ``pipeline/cli/<stage>.py`` holds the commands of one stage; they are registered below.
 """
 
 from __future__ import annotations
 
 import click
 
+from . import audit, demo, extract, finetune, report, train
 from .common import Group
-from .audit import audit, report
-from .extract import demo, extract, info
-from .augment import finetune, preview
-from . import train as stage_two
 
 
 @click.group(cls=Group)
@@ -21,9 +18,6 @@ def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
 
 
-for command in (extract, info, demo, audit, report):
-    main.add_command(command)
-for command in (preview, finetune):
-    main.add_command(command)
-for command in (stage_two.train, stage_two.compare, stage_two.predict, stage_two.export):
+for command in (extract.extract, extract.info, extract.preview, train.train, train.compare, train.predict,
+                train.export, finetune.finetune, audit.audit, report.report, demo.demo):
     main.add_command(command)

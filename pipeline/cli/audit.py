@@ -1,4 +1,4 @@
-"""Audit and report commands: duplicates and leakage in a cache; an HTML page comparing runs."""
+"""Audit command: duplicates and leakage in a cache."""
 
 from __future__ import annotations
 
@@ -35,19 +35,3 @@ def _audit_text(r: dict) -> str:
     if r.get("sheets"):
         lines.append(f"contact sheets: {len(r['sheets'])} in {Path(r['sheets'][0]).parent}")
     return "\n".join(lines)
-
-
-@click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="The HTML file to write (self-contained: opens from disk, no network).")
-@click.option("--threshold", default=0.97, show_default=True, type=float, help="The audit's near-copy cosine.")
-@click.option("--top", default=12, show_default=True, type=click.IntRange(min=0),
-              help="Misclassified val/test images shown per run.")
-@json_option
-def report(run_dirs: tuple[str, ...], output: str, threshold: float, top: int, as_json: bool) -> None:
-    """Write one HTML page comparing RUN_DIRS: heads, curves, confusion matrices, mistakes, audit."""
-    from ..report import write_report
-
-    emit(write_report(list(run_dirs), output, threshold, top), as_json,
-         lambda r: f"{r['report']}: {r['runs']} run(s), {r['bytes'] / 1e6:.1f} MB")

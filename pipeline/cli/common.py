@@ -62,3 +62,6 @@ def progress_bars(enabled: bool):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
+                                  help="Folder holding Keras weight files (checked before downloading). "
+                                       "[env: TRANSFER_WEIGHTS_DIR]")

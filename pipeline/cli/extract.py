@@ -1,4 +1,4 @@
-"""Stage one commands: extract, info, demo."""
+"""Stage one commands: extract, info, preview."""
 
 from __future__ import annotations
 
@@ -6,20 +6,32 @@ import sys
 
 import click
 
-from .common import emit, json_option, progress_bars
+from .. import engines
+from ..config import POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES
+from .common import emit, json_option, progress_bars, weights_dir_option
+
+ENGINE_PREFIX = "engine_"
+
+
+def engine_options(command):
+    """Add every engine's own options (``--ray-address``, ``--workers``, ...) as declared by the engine."""
+    for opts in engines.options().values():
+        for o in opts:
+            command = click.option(o.flag, ENGINE_PREFIX + o.name, type=o.type, default=None, help=o.help)(command)
+    return command
+
 
 
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--backbone", default="mobilenet_v2", show_default=True, help="Registry name, e.g. vgg16, resnet50.")
 @click.option("--image-size", type=int, default=None, help="Input size in px [default: the backbone's].")
-@click.option("--pooling", default="avg", show_default=True, type=click.Choice(["avg", "max", "none"]))
+@click.option("--pooling", default="avg", show_default=True, type=click.Choice(POOLINGS))
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a .h5 file.")
-@click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
-              help="Folder holding Keras weight files (checked before downloading). [env: TRANSFER_WEIGHTS_DIR]")
-@click.option("--preprocess", default="backbone", show_default=True, type=click.Choice(["backbone", "rescale"]))
-@click.option("--precision", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
-@click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]))
+@weights_dir_option
+@click.option("--preprocess", default="backbone", show_default=True, type=click.Choice(PREPROCESSINGS))
+@click.option("--precision", default="float32", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(STORE_DTYPES))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--cache-dir", default="cache", show_default=True, type=click.Path(file_okay=False))
 @click.option("--val-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
@@ -32,34 +44,32 @@ from .common import emit, json_option, progress_bars
               help="Steps for --augment, e.g. flip,rotate=0.1,zoom=0.2,brightness=0.2 (see transfer preview).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Makes the augmented views reproducible.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
-@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+@click.option("--engine", default="local", show_default=True, type=click.Choice(engines.ENGINES),
               help="local: this process; ray: Ray Data on a cluster (pip install 'transfer-pipeline[ray]').")
-@click.option("--ray-address", default=None, help="auto, ray://host:port, or host:port [default: start Ray here].")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Inference actors for --engine ray [default: 1].")
+@engine_options
 @json_option
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             augment: int, augment_policy: str, seed: int,
             cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, engine: str,
-            ray_address: str | None, workers: int | None, as_json: bool) -> None:
+            as_json: bool, **given) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
 
     summary = run(data_dir, backbone=backbone, image_size=image_size, pooling=pooling, weights=weights,
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
-                  augment=augment, augment_policy=augment_policy, seed=seed,
-                  engine=engine, ray_address=ray_address, workers=workers,
+                  augment=augment, augment_policy=augment_policy, seed=seed, engine=engine,
+                  engine_options={name[len(ENGINE_PREFIX):]: v for name, v in given.items() if v is not None},
                   progress=progress_bars(not as_json and sys.stderr.isatty()))
     for line in summary["warnings"] + summary["notes"]:
         click.echo(f"warning: {line}", err=True)
-    emit(summary, as_json, _extract_text)
+    emit(summary, as_json, extract_text)
     if strict and summary["skipped"]:
         raise SystemExit(1)
 
 
-def _extract_text(s: dict) -> str:
+def extract_text(s: dict) -> str:
     lines = [f"{s['cache']}",
              "rows: " + ", ".join(f"{k} {v}" for k, v in s["splits"].items()),
              f"computed {s['computed']}, reused {s['reused']}, removed {s['removed']}, skipped {len(s['skipped'])}"
@@ -75,10 +85,10 @@ def info(cache_file: str, as_json: bool) -> None:
     """Describe a feature file: its config, classes, rows and shapes per split, errors."""
     from ..info import describe
 
-    emit(describe(cache_file), as_json, _info_text)
+    emit(describe(cache_file), as_json, info_text)
 
 
-def _info_text(d: dict) -> str:
+def info_text(d: dict) -> str:
     lines = [d["path"]]
     lines += [f"  {k}: {v}" for k, v in d["config"].items()]
     lines.append(f"  classes ({len(d['classes'])}): {', '.join(d['classes'])}")
@@ -91,16 +101,24 @@ def _info_text(d: dict) -> str:
 
 
 @click.command()
-@click.option("--workdir", default="sample", show_default=True, type=click.Path(file_okay=False),
-              help="Where the sample images and its cache go.")
-@click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
-              help="Folder holding Keras weight files. [env: TRANSFER_WEIGHTS_DIR]")
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--augment", "policy", default=None,
+              help="Show each image beside augmented views, e.g. default or flip,rotate=0.1,zoom=0.2,brightness=0.2.")
+@click.option("--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--count", default=8, show_default=True, type=click.IntRange(min=1), help="Images to show.")
+@click.option("--views", default=4, show_default=True, type=click.IntRange(min=1), help="Augmented views per image.")
+@click.option("--image-size", default=160, show_default=True, type=click.IntRange(min=8))
+@click.option("--seed", default=0, show_default=True, type=int, help="The --seed you will pass to extract.")
+@click.option("--val-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
+              help="As for extract, when DATA_DIR holds class folders without splits.")
 @json_option
-def demo(workdir: str, weights_dir: str | None, as_json: bool) -> None:
-    """Run the pipeline end to end on the built-in sample (handwritten digits as 96 px PNGs)."""
-    from ..demo import run_demo
-    from .train import comparison_table
+def preview(data_dir: str, split: str, policy: str | None, output: str, count: int, views: int, image_size: int,
+            seed: int, val_fraction: float, as_json: bool) -> None:
+    """Save a labelled grid of images of DATA_DIR (with --augment: each beside its augmented views)."""
+    from ..previewing import preview as run
 
-    result = run_demo(workdir, weights_dir, progress=progress_bars(not as_json and sys.stderr.isatty()))
-    emit(result, as_json, lambda r: _extract_text(r["extract"]) + "\n\n" + _info_text(r["info"]) + "\n\n"
-         + comparison_table(r["compare"]))
+    result = run(data_dir, split=split, augment=policy, output=output, count=count, views=views,
+                 image_size=image_size, seed=seed, val_fraction=val_fraction)
+    emit(result, as_json, lambda r: f"{r['output']}: {len(r['images'])} {r['split']} images"
+         + (f", {r['views']} views each ({r['policy']})" if r["views"] else ""))

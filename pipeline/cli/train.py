@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option
+from .common import emit, json_option, weights_dir_option
 
 HEAD_NAMES = ("logreg", "dense", "svm", "knn")
-weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
-                                  help="Folder holding Keras weight files. [env: TRANSFER_WEIGHTS_DIR]")
 
 
 def _accuracy(value) -> str:

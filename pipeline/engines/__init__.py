@@ -1,41 +1,49 @@
-"""Execution engines for stage one: same interface, same features."""
+"""Execution engines for stage one: same protocol (:class:`Engine`), same features.
+
+Each engine is a module here defining ``ENGINE`` (its class), ``OPTIONS`` (the options only it takes, as
+:class:`EngineOption`) and ``check(**options)`` (fail fast, before hashing); adding one is that module plus
+one line in :data:`ENGINES`. Engine modules import nothing heavy at module level: the CLI reads their options.
+"""
 
 from __future__ import annotations
 
-from .base import Job, Outcome
+import importlib
+from types import ModuleType
 
-ENGINES = ("local", "ray")
+from ..errors import PipelineError
+from .base import Engine, EngineOption, Job, Outcome
+
+ENGINES = ("local", "ray")  # module names under pipeline.engines
 
 
-def check(name: str, address: str | None = None, workers: int | None = None) -> None:
-    """Fail fast, before hashing: an unknown engine, options it does not take, or a missing extra."""
-    from ..errors import PipelineError
-
+def _module(name: str) -> ModuleType:
     if name not in ENGINES:
         raise PipelineError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
-    if name != "ray" and (address or workers):
-        raise PipelineError("--ray-address and --workers apply only to --engine ray")
-    if workers is not None and workers < 1:
-        raise PipelineError("--workers must be at least 1")
-    if name == "ray":
-        from .ray import require_ray
-
-        require_ray()
+    return importlib.import_module(f"{__name__}.{name}")
 
 
-def create(name: str, job: Job, address: str | None = None, workers: int | None = None):
-    """The engine called ``name`` for ``job`` (``address`` and ``workers`` are for ``ray``)."""
-    if name == "local":
-        from .local import LocalEngine
-
-        return LocalEngine(job)
-    if name == "ray":
-        from .ray import RayEngine
-
-        return RayEngine(job, address, workers or 1)
-    from ..errors import PipelineError
-
-    raise PipelineError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
+def options() -> dict[str, tuple[EngineOption, ...]]:
+    """Every engine's own options, by engine."""
+    return {name: _module(name).OPTIONS for name in ENGINES}
 
 
-__all__ = ["ENGINES", "Job", "Outcome", "check", "create"]
+def check(name: str, **given) -> None:
+    """Refuse an unknown engine, options it does not take (naming their engine), or a missing extra."""
+    module = _module(name)
+    own = {o.name for o in module.OPTIONS}
+    wrong = [k for k, v in given.items() if v is not None and k not in own]
+    if wrong:
+        flags = {o.name: (o.flag, engine) for engine, opts in options().items() for o in opts}
+        names = " and ".join(flags[k][0] if k in flags else k for k in wrong)
+        engine = flags[wrong[0]][1] if wrong[0] in flags else "another engine"
+        raise PipelineError(f"{names} apply only to --engine {engine}")
+    module.check(**{k: v for k, v in given.items() if v is not None})
+
+
+def create(name: str, job: Job, **given) -> Engine:
+    """The engine called ``name`` for ``job``, with its own options."""
+    check(name, **given)
+    return _module(name).ENGINE(job, **{k: v for k, v in given.items() if v is not None})
+
+
+__all__ = ["ENGINES", "Engine", "EngineOption", "Job", "Outcome", "check", "create", "options"]

@@ -13,22 +13,30 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import PipelineError
-from ..images import load_image
-from ..store import Key, Parts
-from .base import Job, Outcome
+from .base import EngineOption, Job, Outcome
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..store import Key, Parts
+
+OPTIONS = (
+    EngineOption("address", "--ray-address", str, "auto, ray://host:port, or host:port [default: start Ray here]."),
+    EngineOption("workers", "--workers", int, "Inference actors for --engine ray [default: 1]."),
+)
 BATCHES_PER_BLOCK = 8  # one decode task per 8 batches
 DECODE_CPUS = 0.5  # decode is short and partly waits on file reads (shared storage on a cluster)
 INSTALL_HINT = "the ray engine needs Ray Data: pip install 'transfer-pipeline[ray]'"
 
 
-def require_ray() -> None:
-    """Raise a one-line :class:`PipelineError` naming the extra to install when Ray Data is missing."""
+def check(address: str | None = None, workers: int | None = None) -> None:
+    """Refuse a worker count below 1; raise a one-line :class:`PipelineError` naming the extra to install
+    when Ray Data is missing."""
+    if workers is not None and workers < 1:
+        raise PipelineError("--workers must be at least 1")
     try:
         import ray.data  # noqa: F401
     except ImportError:
@@ -51,32 +59,35 @@ def _connect(address: str | None) -> None:
 
 def _decode(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """A Ray Data task: decode and resize a batch of files; failures keep their row, with a reason."""
-    pixels = np.zeros((len(batch["path"]), size, size, 3), np.uint8)
-    reasons = []
-    for j, path in enumerate(batch["path"]):
-        image, reason = load_image(str(path), size)
-        if image is not None:
-            pixels[j] = image
-        reasons.append(reason)
-    return {"index": batch["index"], "sha256": batch["sha256"], "view": batch["view"], "pixels": pixels,
-            "reason": np.array(reasons, dtype=object)}
+    import numpy as np
+
+    from ..images import decode_batches
+
+    paths = [str(p) for p in batch["path"]]
+    (decoded,) = decode_batches(paths, size, batch=max(1, len(paths)))
+    reasons = np.array([decoded.reasons.get(j, "") for j in range(len(paths))], dtype=object)
+    return {"index": batch["index"], "sha256": batch["sha256"], "view": batch["view"], "pixels": decoded.pixels,
+            "reason": reasons}
 
 
 class _Infer:
-    """An actor of the pool: builds the compiled backbone once, then turns pixel batches into part files."""
+    """An actor of the pool: builds the job's runtime once, then turns pixel batches into part files."""
 
     def __init__(self, job: Job, parts_dir: str):
-        from .local import LocalEngine
+        from .. import runtimes
+        from ..store import Parts
 
-        self.engine = LocalEngine(job)  # the very same compiled forward pass as the local engine
-        self.engine.build()
+        self.runtime = runtimes.create(job)  # the very same forward pass as the local engine
+        self.runtime.build()
         self.batch_size, self.parts = job.batch_size, Parts(Path(parts_dir))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import numpy as np
+
         good = np.flatnonzero(batch["reason"] == "")
         for start in range(0, len(good), self.batch_size):
             rows = good[start:start + self.batch_size]
-            features = self.engine.features(batch["pixels"][rows])
+            features = self.runtime.features(batch["pixels"][rows])
             keys: list[Key] = [(str(batch["sha256"][i]), int(batch["view"][i])) for i in rows]
             self.parts.write(keys, features)
         return {"index": batch["index"], "reason": batch["reason"]}
@@ -86,9 +97,8 @@ class RayEngine:
     """Runs a :class:`Job` on Ray: ``workers`` inference actors fed by decode tasks."""
 
     def __init__(self, job: Job, address: str | None = None, workers: int = 1):
-        require_ray()
+        check(address, workers)
         self.job, self.address, self.workers = job, address, workers
-        self.build_seconds = 0.0
 
     def run(self, files: list[str], keys: list[Key], parts: Parts,
             on_batch: Callable[[int], None] = lambda n: None) -> Outcome:
@@ -97,7 +107,7 @@ class RayEngine:
 
         t = time.perf_counter()
         _connect(self.address)
-        self.build_seconds += time.perf_counter() - t
+        connect_seconds = time.perf_counter() - t
         ray.data.DataContext.get_current().enable_progress_bars = False
         start, batch = time.perf_counter(), self.job.batch_size
         items = [{"index": i, "path": f, "sha256": k[0], "view": k[1]} for i, (f, k) in enumerate(zip(files, keys))]
@@ -115,4 +125,7 @@ class RayEngine:
             reasons.update({int(i): str(r) for i, r in zip(out["index"][failed], out["reason"][failed])})
             computed += int((~failed).sum())
             on_batch(len(out["index"]))
-        return Outcome(computed=computed, failed=reasons, seconds=time.perf_counter() - start)
+        return Outcome(computed, reasons, {"model": connect_seconds, "compute": time.perf_counter() - start})
+
+
+ENGINE = RayEngine

@@ -12,9 +12,9 @@ import csv
 import html
 import io
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
+from ..config import utc_now
 from ..errors import PipelineError
 
 THUMB = 128
@@ -157,7 +157,7 @@ def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = 
     for run, _ in rows:
         caches.setdefault(run.config["cache"], Path(run.features.get("dataset_root") or "."))
 
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = utc_now()
     body = [f"<h1>Transfer report</h1><p>{len(rows)} run(s), written {stamp}.</p>", _heads_table(rows)]
     body += [_run_section(run, metrics, top) for run, metrics in rows]
     body += [_audit_section(cache, root, threshold) for cache, root in caches.items()]

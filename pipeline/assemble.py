@@ -1,0 +1,71 @@
+"""The one place that builds a model: (augmentation +) preprocessing + frozen base + pooling (+ head).
+
+Input is float32 RGB in 0..255 at the backbone's input size. Preprocessing is made of stock Keras layers
+(``Rescaling``, a fixed ``Dense`` for caffe's RGB->BGR and mean subtraction), so a saved model loads with
+``safe_mode=True`` and nothing of this package. Stage one's forward pass, prediction, export and fine-tuning
+all assemble their model here, so their features agree.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import backbones
+from .backbones import Backbone, Weights
+from .errors import PipelineError
+
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
+    """Keras layers equal to the backbone's ``preprocess_input`` (or ``x / 255`` for ``rescale``)."""
+    import keras
+
+    from .layers import fixed_dense
+
+    if preprocess == "rescale":
+        return [keras.layers.Rescaling(1 / 255, name="rescale")]
+    if backbone.mode == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
+    if backbone.mode == "caffe":  # RGB -> BGR, then subtract the ImageNet mean
+        return [fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
+    return []  # 'identity': the base normalizes its input itself
+
+
+def assemble(backbone: Backbone, size: int, pooling: str, weights: Weights, preprocess: str,
+             precision: str = "float32", head: Sequence = (), augment: Sequence = (), name: str | None = None):
+    """``(model, base)``: pixels -> ``augment`` layers -> preprocessing -> frozen base -> ``head`` layers.
+
+    Without a head the model gives the features stage one caches.
+    """
+    import keras
+
+    base = backbones.build(backbone, size, pooling, weights, precision)
+    inputs = keras.Input((size, size, 3), dtype="float32", name="image")
+    x = inputs
+    for layer in [*augment, *preprocessing_layers(backbone, preprocess), base, *head]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=name or f"{backbone.name}_features"), base
+
+
+def recorded_backbone(features: Mapping, weights_dir: str | None = None) -> tuple[Backbone, Weights]:
+    """The backbone and weights a run's features came from; the weights file must be the very same one."""
+    spec = backbones.get(features["backbone"])
+    if features["weights"] == "none":
+        raise PipelineError("these features came from random weights (--weights none), which cannot be rebuilt for "
+                            "new images; extract with --weights imagenet or a weights file and train again")
+    weights = backbones.resolve_weights(spec, int(features["input_size"]), features["weights"], weights_dir)
+    if weights.sha256 != features["weights_sha256"]:
+        raise PipelineError(f"weights file {weights.path} (sha256 {weights.sha256[:12]}...) is not the one the features "
+                            f"were made with (sha256 {features['weights_sha256'][:12]}...); pass --weights-dir with that file")
+    return spec, weights
+
+
+def assemble_recorded(features: Mapping, weights_dir: str | None = None, head: Sequence = (),
+                      augment: Sequence = (), name: str | None = None):
+    """:func:`assemble` for the features a run recorded (``run.features``)."""
+    spec, weights = recorded_backbone(features, weights_dir)
+    return assemble(spec, int(features["input_size"]), features["pooling"], weights, features["preprocess"],
+                    features.get("precision") or "float32", head, augment, name)
