@@ -9,7 +9,10 @@ import importlib
 import os
 from typing import Any
 
+from . import quiet
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off stderr
+quiet.install()  # and the lines it prints before that setting applies
 
 __version__ = "0.1.0"
 

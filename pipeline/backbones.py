@@ -82,10 +82,15 @@ def get(name: str) -> Backbone:
     raise PipelineError(f"unknown backbone {name!r}.{hint} Known: {', '.join(REGISTRY)}")
 
 
+MAX_SIZE = 1024  # px; beyond it a batch of activations no longer fits a typical machine
+
+
 def check_size(backbone: Backbone, size: int | None) -> int:
-    size = size or backbone.default_size
-    if size < backbone.min_size:
-        raise PipelineError(f"--image-size {size} is below {backbone.name}'s minimum of {backbone.min_size} px")
+    """``size`` (the backbone's default when None), refused outside ``min_size``..:data:`MAX_SIZE`."""
+    size = backbone.default_size if size is None else size
+    if not backbone.min_size <= size <= MAX_SIZE:
+        raise PipelineError(f"--image-size {size} is outside {backbone.name}'s range of {backbone.min_size} to "
+                            f"{MAX_SIZE} px (its default is {backbone.default_size})")
     return size
 
 

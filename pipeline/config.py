@@ -18,6 +18,7 @@ POOLINGS = ("avg", "max", "none")
 PREPROCESSINGS = ("backbone", "rescale")
 PRECISIONS = ("float32", "bfloat16")
 STORE_DTYPES = ("float32", "float16")
+MAX_BATCH = 1024  # images per forward pass (each batch is padded to one compiled shape)
 
 # what changes the features: the cache key
 FINGERPRINT_KEYS = ("backbone", "weights_sha256", "input_size", "pooling", "preprocess", "precision", "store_dtype",

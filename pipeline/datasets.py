@@ -56,6 +56,14 @@ class Manifest:
         return [s for s in SPLITS if s in present]
 
 
+def path_problem(path: str) -> str:
+    """Why a recorded image path (a feature file's, a CSV's) could lead outside the dataset root ('' if not)."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+        return f"{path!r} is not a plain path inside the dataset root"
+    return ""
+
+
 def _has_image_extension(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
@@ -68,9 +76,11 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
-def _walk(top: Path, problems: dict[Path, str], hidden: bool = False) -> list[Path]:
+def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
+          follow_links: bool = False) -> list[Path]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
-    with '.'), recursively, following symlinks but not loops; folders not walked go to ``problems``."""
+    with '.'), recursively. Linked files are read; linked folders are walked only with ``follow_links``
+    (never in loops), else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
     found, seen = [], set()
 
     def failed(exc: OSError) -> None:
@@ -83,13 +93,17 @@ def _walk(top: Path, problems: dict[Path, str], hidden: bool = False) -> list[Pa
             return True
         return False
 
-    for dirpath, dirnames, filenames in os.walk(top, onerror=failed, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(top, onerror=failed, followlinks=follow_links):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if (hidden or not d.startswith(".")) and not loops(dirpath, real, d))
+        dirnames[:] = sorted(d for d in dirnames if hidden or not d.startswith("."))
+        if follow_links:
+            dirnames[:] = [d for d in dirnames if not loops(dirpath, real, d)]
+        else:
+            unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
         found += [Path(dirpath, f) for f in sorted(filenames) if is_image(f) or (hidden and _has_image_extension(f))]
     return found
 
@@ -157,8 +171,13 @@ def _carve(relpath: str, val_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: float = 0.0) -> Manifest:
+def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: float = 0.0,
+         follow_links: bool = False) -> Manifest:
     """List the images under ``root`` by split and class (no hashing yet).
+
+    As Keras's directory readers do, linked files and linked class folders are read, but links to folders
+    inside a class folder are not followed unless ``follow_links`` (a link to ``/`` would pull the whole
+    machine into one class); a warning names what was not followed.
 
     Examples
     --------
@@ -183,6 +202,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     skipped: list[dict] = []
     per_split: dict[str, set[str]] = {}
     problems: dict[Path, str] = {}
+    unfollowed: set[Path] = set()
     accounted: set[str] = set()
     for split, split_dir in layout.items():
         per_split[split] = set()
@@ -190,7 +210,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
-            for file in _walk(class_dir, problems):
+            for file in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
                 rel = file.relative_to(root).as_posix()
                 if not _utf8(rel):
                     continue
@@ -201,7 +221,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel))
-    for file in _walk(root, problems, hidden=True):  # every other image file, with the reason it is unused
+    for file in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
         if os.path.realpath(file) not in accounted:
             rel = file.relative_to(root).as_posix()
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
@@ -212,8 +232,16 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     if not entries:
         found = f"; {len(skipped)} unusable, e.g. {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
         raise PipelineError(f"no image files found in the class folders of {root}{found}")
+    if carving and (val_fraction or test_fraction) and not any(e.split == "train" for e in entries):
+        raise PipelineError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction} leave no train "
+                            f"images of the {len(entries)} in {root}; use smaller fractions")
     counts = {(e.split, e.label) for e in entries}
     warnings = []
+    if unfollowed:
+        example = sorted(unfollowed)[0]
+        warnings.append(f"{len(unfollowed)} linked folder(s) inside class folders not followed, e.g. "
+                        f"{_printable(example.relative_to(root).as_posix())} -> {_printable(os.readlink(example))}; "
+                        "pass --follow-links to read them")
     for split in layout if not carving else sorted({e.split for e in entries}):
         for label in classes:
             if not carving and label not in per_split[split]:

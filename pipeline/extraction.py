@@ -14,7 +14,7 @@ from typing import Callable
 
 from . import backbones, datasets, engines
 from .augment import describe as describe_augment
-from .config import POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
+from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
 from .store import FeatureCache, Row
 
@@ -30,7 +30,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             preprocess: str = "backbone", precision: str = "float32", store_dtype: str = "float32",
             batch_size: int = 32, cache_dir: str | os.PathLike = "cache", val_fraction: float = 0.0,
             test_fraction: float = 0.0, engine: str = "local", engine_options: dict | None = None,
-            augment: int = 0, augment_policy: str = "default", seed: int = 0,
+            augment: int = 0, augment_policy: str = "default", seed: int = 0, follow_links: bool = False,
             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     """Extract features of every image under ``data_dir`` into ``cache_dir/<dataset>/<config>.h5``.
 
@@ -39,7 +39,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
 
     ``augment=K`` also stores K views of every train image augmented by ``augment_policy`` (see
     :mod:`pipeline.augment`), rows with ``view`` 1..K, reproducible from ``seed``; val and test never are.
-    ``engine_options`` are the chosen engine's own (``ray``: ``address``, ``workers``).
+    ``engine_options`` are the chosen engine's own (``ray``: ``address``, ``workers``). Links to folders
+    inside class folders are followed only with ``follow_links`` (see :func:`pipeline.datasets.scan`).
 
     Examples
     --------
@@ -54,8 +55,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     _choice(preprocess, PREPROCESSINGS, "--preprocess")
     _choice(precision, PRECISIONS, "--precision")
     _choice(store_dtype, STORE_DTYPES, "--store-dtype")
-    if batch_size < 1:
-        raise PipelineError("--batch-size must be at least 1")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise PipelineError(f"--batch-size must be between 1 and {MAX_BATCH}")
     if augment < 0:
         raise PipelineError("--augment must be 0 or more (augmented views per train image)")
     views_key = describe_augment(augment_policy, seed) if augment else "none"
@@ -67,7 +68,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     engines.check(engine, **engine_options)
 
     t = time.perf_counter()
-    manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction))
+    manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction, follow_links))
     resolved = backbones.resolve_weights(spec, size, weights, weights_dir)
     timings = {"hash": time.perf_counter() - t, "model": 0.0, "compute": 0.0, "commit": 0.0}
     config = FeatureConfig(spec.name, resolved.spec, resolved.sha256, size, pooling, preprocess, precision,
@@ -85,13 +86,12 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             first_path.setdefault(r.key, r.path)
 
     with FeatureCache(path, config) as cache:
-        notes += cache.notes
         stored = cache.stored()
         missing = cache.missing(first_path)
         failed = dict(cache.known_errors)  # sha256 -> reason
         computed = 0
         if missing:
-            job = engines.Job(spec, size, pooling, preprocess, precision, resolved, batch_size,
+            job = engines.Job(spec, size, pooling, preprocess, precision, resolved, min(batch_size, len(missing)),
                               str(augment_policy if augment else "none"), seed)
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
             missing.sort(key=lambda k: datasets.SPLITS.index(split_of[k]))  # one run, split after split
@@ -115,6 +115,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         t = time.perf_counter()
         cache.commit(manifest.classes, splits, skipped)
         timings["commit"] = time.perf_counter() - t
+        notes += cache.notes
 
     compute_seconds = timings["compute"]
     return {

@@ -19,7 +19,7 @@ the fine-tuned model; ``baseline.json`` holds the frozen head's metrics.
 from __future__ import annotations
 
 import difflib
-import json
+import math
 import os
 import time
 from pathlib import Path
@@ -150,10 +150,12 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     """
     import keras
 
-    if epochs < 1 or batch_size < 1 or patience < 0 or not lr > 0:
+    if epochs < 1 or batch_size < 1 or patience < 0 or not 0 < lr < math.inf:
         raise PipelineError("--epochs and --batch-size must be at least 1, --patience 0 or more, --lr above 0")
     if monitor not in MONITORS:
         raise PipelineError(f"--monitor {monitor!r} is not one of: {', '.join(MONITORS)}")
+    if out_dir is not None and not dry_run:
+        runs.check_target(out_dir)  # before training, not after
     source = _source_run(run_dir)
     keras.utils.set_random_seed(seed)
     model, base, head = build(source, augment, weights_dir)
@@ -182,9 +184,26 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
         model.set_weights(start_weights)
         kept = 0
 
-    out = Path(out_dir) if out_dir else runs.new_run_dir(source.config["cache"], "dense-finetuned", runs_root)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics, predictions = _evaluate(model, data, source.classes, batch_size)
+    history = {k: [float(v) for v in vs] for k, vs in history.items()}
+    record = {"from_run": str(source.dir.resolve()), "unfrozen": unfrozen, "first_unfrozen": summary["first_unfrozen"],
+              "trainable_params": table["trainable_params"], "lr": lr, "epochs": epochs, "batch_size": batch_size,
+              "patience": patience, "monitor": monitor, "augment": summary["augment"], "seed": seed,
+              "data_dir": str(Path(data_dir or source.features["dataset_root"])),
+              "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start, "history": history,
+              "skipped": skipped}
+    target = Path(out_dir) if out_dir else runs.new_run_dir(source.config["cache"], "dense-finetuned", runs_root)
+    with runs.creating(target) as out:
+        metrics, baseline = _write(out, model, base, head, source, data, fit_seconds, record)
+    return {"run_dir": str(target), "metrics": metrics, "baseline": baseline, "fit_seconds": fit_seconds,
+            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor, "start": start,
+            "history": history, "skipped": skipped, **summary}
+
+
+def _write(out: Path, model, base, head, source: runs.Run, data: dict, fit_seconds: float,
+           record: dict) -> tuple[dict, dict]:
+    """The fine-tuned run into ``out`` (base weights, head, metrics, predictions, config with the fine-tuning
+    ``record``); returns its metrics and the frozen head's."""
+    metrics, predictions = _evaluate(model, data, source.classes, record["batch_size"])
     for m in metrics.values():
         m["fit_seconds"] = fit_seconds
     weights_file = out / "base.weights.h5"
@@ -192,25 +211,9 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     head.save(out / "head.keras")
     features = dict(source.features, weights=weights_file.name,  # relative: the run dir can move
                     weights_sha256=file_sha256(weights_file))
-    baseline = _baseline(source.dir)
-    history = {k: [float(v) for v in vs] for k, vs in history.items()}
-    config = dict(source.config, features=features, fingerprint=fingerprint(features),
-                  created=utc_now(),
-                  finetune={"from_run": str(source.dir.resolve()), "unfrozen": unfrozen,
-                            "first_unfrozen": summary["first_unfrozen"], "trainable_params": table["trainable_params"],
-                            "lr": lr, "epochs": epochs, "batch_size": batch_size, "patience": patience,
-                            "monitor": monitor, "augment": summary["augment"], "seed": seed,
-                            "data_dir": str(Path(data_dir or source.features["dataset_root"])),
-                            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start,
-                            "history": history, "skipped": skipped})
+    baseline = source.metrics() if (source.dir / "metrics.json").is_file() else {}
+    config = dict(source.config, features=features, fingerprint=fingerprint(features), created=utc_now(),
+                  finetune=record)
     runs.write_json(out / "baseline.json", baseline)
-    runs.write_run(out, config, metrics, predictions, source.classes, history)
-    return {"run_dir": str(out), "metrics": metrics, "baseline": baseline, "fit_seconds": fit_seconds,
-            "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor, "start": start,
-            "history": history, "skipped": skipped, **summary}
-
-
-def _baseline(run_dir: Path) -> dict:
-    """The frozen head's metrics, as its run recorded them."""
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    runs.write_run(out, config, metrics, predictions, source.classes, record["history"])
+    return metrics, baseline

@@ -16,6 +16,11 @@ def _pyplot():
     return plt
 
 
+def _literal(text: str) -> str:
+    """``text`` shown as written: matplotlib reads ``$...$`` as mathematics (``cheap_$5_$10`` would crash it)."""
+    return text.replace("$", r"\$")
+
+
 def confusion_png(path: Path, matrices: dict[str, list[list[int]]], classes: list[str]) -> Path:
     """One panel per split: rows are the true classes, columns the predicted ones."""
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -24,7 +29,7 @@ def confusion_png(path: Path, matrices: dict[str, list[list[int]]], classes: lis
     side = 1.2 + 0.5 * len(classes)
     fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices) + 1, side + 1), squeeze=False)
     for ax, (split, matrix) in zip(axes[0], matrices.items()):
-        ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False,
+        ConfusionMatrixDisplay(np.array(matrix), display_labels=[_literal(c) for c in classes]).plot(ax=ax, colorbar=False,
                                                                                xticks_rotation="vertical")
         ax.set_title(split)
     fig.tight_layout()

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replacing
+from .config import MAX_BATCH
 from .datasets import is_image
 from .errors import PipelineError
 from .runs import Run, open_run
+
+
+def display_path(path: str) -> str:
+    """``path`` as valid UTF-8: bytes of a non-UTF-8 file name are written as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def image_files(paths) -> list[str]:
@@ -62,15 +69,19 @@ def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, b
     """
     from .images import decode_all
 
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise PipelineError(f"--batch-size must be between 1 and {MAX_BATCH}")
     run = open_run(run_dir)
     files = image_files(paths)
-    extractor = Extractor(run.features, weights_dir, batch_size)
+    extractor = Extractor(run.features, weights_dir, max(1, min(batch_size, len(files))))
     head = run.head()
     pixels, kept, reasons = decode_all(files, extractor.size)
-    results = [{"path": path, "label": None, "probabilities": None, **({"error": reasons[i]} if i in reasons else {})}
-               for i, path in enumerate(files)]
+    results = [{"path": display_path(path), "label": None, "probabilities": None,
+                **({"error": reasons[i]} if i in reasons else {})} for i, path in enumerate(files)]
     if kept:
         proba = head.predict_proba(extractor(pixels))
+        if not np.isfinite(proba).all():
+            raise PipelineError(f"the head of {run_dir} gives probabilities that are not numbers; train it again")
         for i, row in zip(kept, proba):
             results[i]["label"] = run.classes[int(np.argmax(row))]
             results[i]["probabilities"] = {c: float(p) for c, p in zip(run.classes, row)}
@@ -81,8 +92,7 @@ def write_csv(results: list[dict], run: Run | list[str], output: str | os.PathLi
     """``path,label,p_<class>...,error`` one row per input file."""
     classes = run.classes if isinstance(run, Run) else run
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", newline="") as fh:
+    with replacing(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(["path", "label", *(f"p_{c}" for c in classes), "error"])
         for r in results:

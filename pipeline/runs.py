@@ -14,24 +14,38 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from . import plots
-from .config import RUN_KEYS, differences, fingerprint
+from .config import POOLINGS, PRECISIONS, PREPROCESSINGS, RUN_KEYS, STORE_DTYPES, differences, fingerprint
+from .datasets import path_problem
 from .errors import PipelineError
 from .heads import head_class
 
+NAME_BYTES = 200  # a run directory's name stays well under the file system's 255 bytes
+
 
 def new_run_dir(cache: str | os.PathLike, head: str, root: str | os.PathLike = "runs") -> Path:
-    """``root/<dataset>-<cache-stem>-<head>-<time>/``, created; never an existing folder."""
+    """``root/<dataset>-<cache-stem>-<head>-<time>/``, created empty; never an existing folder. A name too
+    long for the file system keeps its end (head and time) and a hash of the whole."""
     cache = Path(cache)
-    base = Path(root) / f"{cache.parent.name}-{cache.stem}-{head}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"{cache.parent.name}-{cache.stem}-{head}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if len(name.encode()) > NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        tail = name.encode()[-(NAME_BYTES - 9):].decode("utf-8", "ignore")
+        name = f"{digest}-{tail}"
+    base = Path(root) / name
     path, n = base, 1
     while path.exists():
         n += 1
@@ -40,8 +54,46 @@ def new_run_dir(cache: str | os.PathLike, head: str, root: str | os.PathLike = "
     return path
 
 
+def check_target(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as a path, refused when it holds a run (or anything else): runs are never overwritten."""
+    target = Path(run_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        what = "already holds a run" if (target / "config.json").exists() else "is not an empty folder"
+        raise PipelineError(f"--run-dir {target} {what}; pass a new folder (or omit --run-dir for a fresh one)")
+    return target
+
+
+@contextmanager
+def creating(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden folder to write a run into; it becomes ``run_dir`` only once complete, so a run
+    directory is whole or absent. An existing run (or any non-empty folder) is refused, never overwritten."""
+    target = check_target(run_dir)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        os.replace(tmp, target)  # an empty target folder is replaced whole
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file of a run directory, or a one-line :class:`PipelineError` naming the file."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing; the run directory is incomplete (train again)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PipelineError(f"{path} is not readable JSON ({type(exc).__name__}); the run directory is damaged "
+                            "(train again)") from None
+    if not isinstance(obj, dict):
+        raise PipelineError(f"{path} does not hold a JSON object; the run directory is damaged (train again)")
+    return obj
 
 
 def write_run(out: Path, config: dict, metrics: dict, predictions: dict[str, tuple], classes: list[str],
@@ -91,7 +143,53 @@ class Run:
         return features
 
     def head(self):
-        return head_class(self.config["head"]).load(self.dir, self.config["params"])
+        """The fitted head, checked against the recorded classes."""
+        try:
+            head = head_class(self.config["head"]).load(self.dir, self.config["params"])
+        except PipelineError:
+            raise
+        except Exception as exc:  # a damaged head file can fail inside numpy, scikit-learn or Keras
+            raise PipelineError(f"{self.dir}: cannot load the fitted {self.config['head']} head "
+                                f"({type(exc).__name__}: {exc}); train again") from None
+        if len(getattr(head, "classes_", ())) != len(self.classes):
+            raise PipelineError(f"{self.dir}: the fitted head has {len(getattr(head, 'classes_', ()))} classes, "
+                                f"config.json lists {len(self.classes)}; the run directory is damaged (train again)")
+        return head
+
+    def metrics(self) -> dict:
+        """``metrics.json``, checked: {split: {accuracy in [0, 1], fit_seconds >= 0, ...}}."""
+        path = self.dir / "metrics.json"
+        metrics = read_json(path)
+        for split, m in metrics.items():
+            ok = split in ("train", "val", "test") and isinstance(m, dict) \
+                and _number(m.get("accuracy"), 0, 1) and _number(m.get("fit_seconds", 0), 0, math.inf)
+            if not ok:
+                raise PipelineError(f"{path}: split {split!r} is not a split with an accuracy in [0, 1] and "
+                                    "fit seconds; the run directory is damaged (train again)")
+        return metrics
+
+    def predictions(self, split: str) -> list[dict]:
+        """Rows of ``predictions-<split>.csv`` (``[]`` when absent), checked: known classes, probabilities in
+        [0, 1], paths inside the dataset root."""
+        path = self.dir / f"predictions-{split}.csv"
+        if not path.is_file():
+            return []
+        expected = ["path", "true", "predicted", *(f"p_{c}" for c in self.classes)]
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                if next(reader, None) != expected:
+                    raise PipelineError(f"{path}: the header is not {','.join(expected)}")
+                rows = []
+                for n, row in enumerate(reader, 2):
+                    problem = _prediction_problem(row, self.classes)
+                    if problem:
+                        raise PipelineError(f"{path}, line {n}: {problem}; the run directory is damaged")
+                    rows.append({"path": row[0], "true": row[1], "predicted": row[2],
+                                 "probabilities": dict(zip(self.classes, map(float, row[3:])))})
+                return rows
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise PipelineError(f"{path} is not a readable CSV ({type(exc).__name__})") from None
 
     def check(self, config: dict, classes: list[str], source: str) -> None:
         """Refuse features (described by their file's ``config``) that differ from the ones trained on."""
@@ -103,12 +201,62 @@ class Run:
             raise PipelineError(f"{source} has classes {list(classes)}, but {self.dir} was trained on {self.classes}")
 
 
+def _number(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _prediction_problem(row: list[str], classes: list[str]) -> str:
+    if len(row) != 3 + len(classes):
+        return f"{len(row)} fields where {3 + len(classes)} are expected"
+    if path_problem(row[0]):
+        return path_problem(row[0])
+    if row[1] not in classes or row[2] not in classes:
+        return "a class that is not one of the run's"
+    try:
+        if not all(0.0 <= float(v) <= 1.0 for v in row[3:]):
+            return "a probability outside [0, 1]"
+    except ValueError:
+        return "a probability that is not a number"
+    return ""
+
+
+def config_problem(config: dict) -> str:
+    """What makes a run's ``config.json`` unusable ('' when nothing does)."""
+    classes, features, shape = config.get("classes"), config.get("features"), config.get("feature_shape")
+    if not isinstance(config.get("head"), str) or not isinstance(config.get("params"), dict):
+        return "head or params is missing or of the wrong type"
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)):
+        return "classes is not a list of two or more distinct names"
+    if not (isinstance(shape, list) and shape and all(_number(d, 1, 1 << 20) and d == int(d) for d in shape)):
+        return "feature_shape is not a list of positive sizes"
+    if not isinstance(features, dict) or not all(isinstance(features.get(k), str)
+                                                 for k in ("backbone", "weights", "weights_sha256")):
+        return "features does not name a backbone, weights and their sha256"
+    size = features.get("input_size")
+    if not (_number(size, 8, 4096) and size == int(size)):
+        return f"features.input_size {size!r} is not an image size in pixels"
+    for key, allowed in (("pooling", POOLINGS), ("preprocess", PREPROCESSINGS), ("precision", (*PRECISIONS, None)),
+                         ("store_dtype", (*STORE_DTYPES, None))):
+        if features.get(key) not in allowed:
+            return f"features.{key} {features.get(key)!r} is not one of {', '.join(map(str, allowed))}"
+    if not isinstance(config.get("fingerprint"), str) or not isinstance(config.get("cache"), str):
+        return "fingerprint or cache is missing"
+    return ""
+
+
 def open_run(run_dir: str | os.PathLike) -> Run:
+    """A run directory read back, its ``config.json`` validated before anything trusts it."""
     path = Path(run_dir)
     config_path = path / "config.json"
     if not config_path.is_file():
         raise PipelineError(f"{path} is not a run directory (no config.json); make one with `transfer train`")
-    return Run(path, json.loads(config_path.read_text()))
+    config = read_json(config_path)
+    problem = config_problem(config)
+    if problem:
+        raise PipelineError(f"{config_path}: {problem}; the run directory is damaged or not made by this tool "
+                            "(train again)")
+    return Run(path, config)
 
 
 def feature_record(config: dict) -> dict:

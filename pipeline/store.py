@@ -17,12 +17,14 @@ and a commit writes a complete new file beside the old one and ``os.replace``s i
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import shutil
 import socket
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ import h5py
 import numpy as np
 
 from .config import FORMAT_VERSION, FeatureConfig, differences
+from .datasets import path_problem
 from .errors import CacheLocked, PipelineError
 
 STR = h5py.string_dtype("utf-8")
@@ -58,19 +61,38 @@ class Row:
 
 
 COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
+HEX = frozenset("0123456789abcdef")
 
 
 def _kind_ok(ds: h5py.Dataset, kind: str) -> bool:
     if kind == "str":
         return ds.ndim == 1 and h5py.check_string_dtype(ds.dtype) is not None
-    return ds.dtype.kind in kind and ds.ndim >= 1
+    if kind == "f":
+        return ds.dtype.kind == "f" and ds.ndim >= 2
+    return ds.dtype.kind in kind and ds.ndim == 1
+
+
+def _plain(ds) -> bool:
+    """A dataset stored in this file, not elsewhere (external storage, a virtual dataset)."""
+    return isinstance(ds, h5py.Dataset) and not ds.external and not ds.is_virtual
+
+
+def _stored(ds: h5py.Dataset) -> bool:
+    """Whether the file really holds the rows a dataset declares (a cheap file cannot declare 2**28 rows:
+    reading those would allocate gigabytes of fill values)."""
+    if not ds.shape or ds.shape[0] == 0:
+        return True
+    need = ds.size * ds.dtype.itemsize if h5py.check_string_dtype(ds.dtype) is None else ds.shape[0]
+    return ds.id.get_storage_size() >= need
 
 
 def layout_problem(f: h5py.File) -> str:
     """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
 
-    Only plain numbers and strings in the documented layout pass: no links to other files,
-    no external storage, no opaque or object data (nothing that a reader could be tricked into running).
+    Only plain numbers and strings in the documented layout pass: no links to other files, no external
+    or virtual storage, no opaque or object data (nothing a reader could be tricked into running), no more
+    rows declared than stored, labels inside /classes, views of 0 or more, and image paths that stay inside
+    the dataset root.
     """
     if "format_version" not in f.attrs or "classes" not in f:
         return "it is an HDF5 file but not a feature file written by `transfer extract`"
@@ -82,7 +104,7 @@ def layout_problem(f: h5py.File) -> str:
     f.visititems_links(lambda name, link: links.append(name) if not isinstance(link, h5py.HardLink) else None)
     if links:
         return f"it links to other files or paths ({links[0]})"
-    if not (isinstance(f["classes"], h5py.Dataset) and _kind_ok(f["classes"], "str")):
+    if not (_plain(f["classes"]) and _kind_ok(f["classes"], "str") and _stored(f["classes"])):
         return "/classes is not a list of strings"
     for split in ("train", "val", "test"):
         if split not in f:
@@ -93,18 +115,26 @@ def layout_problem(f: h5py.File) -> str:
         lengths = set()
         for name, kind in COLUMNS.items():
             ds = g.get(name)
-            if not isinstance(ds, h5py.Dataset) or ds.external or not _kind_ok(ds, kind):
-                return f"/{split}/{name} is missing or has the wrong type"
+            if not (_plain(ds) and _kind_ok(ds, kind)):
+                return f"/{split}/{name} is missing or has the wrong type or shape"
+            if not _stored(ds):
+                return f"/{split}/{name} declares {ds.shape[0]} rows but the file does not hold them"
             lengths.add(ds.shape[0])
         if len(lengths) != 1:
             return f"the columns of /{split} have different lengths"
         labels = g["labels"][()]
         if len(labels) and not (0 <= labels.min() and labels.max() < f["classes"].shape[0]):
             return f"/{split}/labels point outside /classes"
+        views = g["view"][()]
+        if len(views) and views.min() < 0:
+            return f"/{split}/view holds negative values"
+        bad = next((p for p in g["paths"].asstr()[()] if path_problem(p)), None)
+        if bad is not None:
+            return f"/{split}/paths: {path_problem(bad)}"
     errors = f.get("errors")
     if errors is not None:
         columns = [errors.get(c) if isinstance(errors, h5py.Group) else None for c in ("path", "sha256", "reason")]
-        if not all(isinstance(ds, h5py.Dataset) and not ds.external and _kind_ok(ds, "str") for ds in columns) \
+        if not all(_plain(ds) and _kind_ok(ds, "str") and _stored(ds) for ds in columns) \
                 or len({ds.shape[0] for ds in columns}) != 1:
             return "/errors is not three string columns of one length (path, sha256, reason)"
     return ""
@@ -162,11 +192,18 @@ class FeatureFile:
         return [{"path": p, "sha256": s, "reason": r}
                 for p, s, r in zip(g["path"].asstr()[()], g["sha256"].asstr()[()], g["reason"].asstr()[()])]
 
+    def finite(self, split: str, X: np.ndarray) -> np.ndarray:
+        """``X`` (rows of ``split``'s features) after refusing NaN or infinite values."""
+        if not np.isfinite(X).all():
+            raise PipelineError(f"{self.path}: /{split}/features holds NaN or infinite values; "
+                                "delete the file and rerun `transfer extract`")
+        return X
+
     def load(self, split: str, originals_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)`` for one split, features as float32."""
         if split not in self._f:
             raise PipelineError(f"{self.path} has no {split} split (it has: {', '.join(self.splits) or 'none'})")
-        X = self.features(split)[()].astype(np.float32, copy=False)
+        X = self.finite(split, self.features(split)[()].astype(np.float32, copy=False))
         y = self.column(split, "labels")
         if originals_only:
             keep = self.column(split, "view") == 0
@@ -197,17 +234,41 @@ def load(path: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.
 # ---------------------------------------------------------------- part files
 
 
-class Parts:
-    """A folder of finished batches, each a small HDF5 file renamed into place when complete."""
+def part_problem(f: h5py.File, fingerprint: str) -> str:
+    """What keeps an HDF5 file from being a part file of the config ``fingerprint`` ('' when nothing does):
+    plain columns of one length, 64-hex sha256 keys, views of 0 or more, finite float features."""
+    columns = [f.get(name) for name in ("sha256", "view", "features")]
+    if not all(_plain(ds) and _stored(ds) for ds in columns):
+        return "its columns are missing or stored elsewhere"
+    sha, view, features = columns
+    if f.attrs.get("fingerprint") != fingerprint:
+        return "it was written for other settings"
+    if not (_kind_ok(sha, "str") and _kind_ok(view, "iu") and _kind_ok(features, "f")
+            and sha.shape[0] == view.shape[0] == features.shape[0]):
+        return "its columns have the wrong types or lengths"
+    if any(len(k) != 64 or not HEX.issuperset(k) for k in sha.asstr()[()]) or (view[()] < 0).any():
+        return "its keys are not sha256 hashes and views"
+    if not np.isfinite(features[()]).all():
+        return "its features hold NaN or infinite values"
+    return ""
 
-    def __init__(self, directory: Path):
-        self.dir = directory
+
+class Parts:
+    """A folder of finished batches, each a small HDF5 file renamed into place when complete.
+
+    Part files are checked before they are trusted (:func:`part_problem`, and one row shape for all):
+    a part that fails is deleted, and named in :attr:`dropped`."""
+
+    def __init__(self, directory: Path, fingerprint: str = ""):
+        self.dir, self.fingerprint = directory, fingerprint
+        self.dropped: list[str] = []
 
     def write(self, keys: list[Key], features: np.ndarray) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
         tmp = final.with_suffix(".tmp")
         with h5py.File(tmp, "w", locking=False) as f:
+            f.attrs["fingerprint"] = self.fingerprint
             f["sha256"] = np.array([k[0] for k in keys], dtype=SHA)
             f["view"] = np.array([k[1] for k in keys], dtype=np.int32)
             f["features"] = features
@@ -218,22 +279,41 @@ class Parts:
     def files(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.h5")) if self.dir.is_dir() else []
 
-    def index(self) -> dict[Key, tuple[Path, int]]:
-        where: dict[Key, tuple[Path, int]] = {}
+    def _drop(self, part: Path, why: str) -> None:
+        part.unlink(missing_ok=True)
+        self.dropped.append(f"dropped part file {part.name}: {why}")
+
+    def index(self, row_shape: tuple | None = None) -> dict[Key, tuple[Path, int]]:
+        """Where each key's features are, over the valid part files whose rows have ``row_shape`` (by
+        default the shape most rows have)."""
+        found: list[tuple[Path, tuple, np.ndarray, np.ndarray]] = []
         for part in self.files():
             try:
                 with h5py.File(part, "r", locking=False) as f:
-                    shas, views = f["sha256"].asstr()[()], f["view"][()]
-            except (OSError, KeyError):
-                part.unlink(missing_ok=True)  # a part is renamed into place only when complete; drop junk
+                    problem = part_problem(f, self.fingerprint)
+                    if not problem:
+                        found.append((part, f["features"].shape[1:], f["sha256"].asstr()[()], f["view"][()]))
+            except OSError:  # a part is renamed into place only when complete: this is not one of ours
+                problem = "it is not a readable HDF5 file"
+            if problem:
+                self._drop(part, problem)
+        if row_shape is None:
+            rows = Counter()
+            for _, shape, shas, _ in found:
+                rows[shape] += len(shas)
+            row_shape = rows.most_common(1)[0][0] if rows else None
+        where: dict[Key, tuple[Path, int]] = {}
+        for part, shape, shas, views in found:
+            if shape != row_shape:
+                self._drop(part, f"its rows have shape {shape}, the others {row_shape}")
                 continue
             for i, (sha, view) in enumerate(zip(shas, views)):
                 where[(sha, int(view))] = (part, i)
         return where
 
-    def row_shape(self) -> tuple | None:
-        """The shape of one row of features in the part files (None when there is none)."""
-        for part in self.files():
+    def row_shape(self, index: dict[Key, tuple[Path, int]]) -> tuple | None:
+        """The shape of one row of features in the indexed part files (None when there is none)."""
+        for part, _ in index.values():
             with h5py.File(part, "r", locking=False) as f:
                 return f["features"].shape[1:]
         return None
@@ -284,13 +364,13 @@ class _Sources:
 
     def fetch(self, keys: list[Key]) -> np.ndarray:
         by_origin: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
-        for out_row, key in enumerate(keys):
-            if key in self.parts_index:
-                part, i = self.parts_index[key]
-                by_origin[("part", part)].append((out_row, i))
-            else:
+        for out_row, key in enumerate(keys):  # the published file first: a part never overrides its rows
+            if key in self.old_index:
                 split, i = self.old_index[key]
                 by_origin[("old", split)].append((out_row, i))
+            else:
+                part, i = self.parts_index[key]
+                by_origin[("part", part)].append((out_row, i))
         out = None
         for (kind, where), pairs in by_origin.items():
             src_rows = np.array([i for _, i in pairs])
@@ -337,8 +417,16 @@ def _write_split(f: h5py.File, split: str, rows: list[Row], sources: _Sources, d
 
 def _commit(path: Path, config: dict, classes: list[str], splits: dict[str, list[Row]], errors: list[dict],
             sources: _Sources, feature_shape: tuple) -> None:
-    """Write the complete new file beside the old one, fsync it, and atomically replace the old one."""
+    """Write the complete new file beside the old one, fsync it, and atomically replace the old one.
+
+    A disk without room for the new file is refused before writing, and one that fills up while writing
+    ends in a :class:`PipelineError`; either way the previous file stays as it was."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    need = sum(len(rows) for rows in splits.values()) * (int(np.prod(feature_shape)) * 4 + 200) + (1 << 20)
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise PipelineError(f"not enough disk space to write {path} (about {need / 1e6:.0f} MB needed, "
+                            f"{free / 1e6:.0f} MB free); free some space and rerun: finished batches are kept")
     try:
         with h5py.File(tmp, "w", locking=False) as f:
             f.attrs.update({k: v for k, v in config.items() if v is not None})
@@ -358,6 +446,11 @@ def _commit(path: Path, config: dict, classes: list[str], splits: dict[str, list
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) or "errno = 28" in str(exc):
+            raise PipelineError(f"the disk filled up while writing {path}; the previous file is untouched and "
+                                "finished batches are kept: free some space and rerun") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -378,18 +471,21 @@ class FeatureCache:
 
     def __init__(self, path: str | os.PathLike, config: FeatureConfig):
         self.path, self.config = Path(path), config
-        self.parts = Parts(self.path.with_name(f"{self.path.name}.parts-{config.fingerprint()}"))
+        fingerprint = config.fingerprint()
+        self.parts = Parts(self.path.with_name(f"{self.path.name}.parts-{fingerprint}"), fingerprint)
         self.notes: list[str] = []
         self.known_errors: dict[str, str] = {}  # sha256 -> reason, from the previous file
         self._old: FeatureFile | None = None
         self._old_index: dict[Key, tuple[str, int]] = {}
         self._reusable = False  # the previous file has this config's fingerprint
+        self._stored: set[Key] = set()
         self._lock = writer_lock(self.path)
 
     def __enter__(self) -> "FeatureCache":
         self._lock.__enter__()
         try:
             self._open_previous()
+            self._stored = set(self._old_index) | set(self._parts_index())
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -419,14 +515,24 @@ class FeatureCache:
         self._old_index = self._old.index()
         self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors() if e["sha256"]}
 
+    def _old_shape(self) -> tuple | None:
+        if not self._old_index:
+            return None
+        return self._old.features(next(iter(self._old_index.values()))[0]).shape[1:]
+
+    def _parts_index(self) -> dict[Key, tuple[Path, int]]:
+        index = self.parts.index(self._old_shape())
+        self.notes += [d for d in self.parts.dropped if d not in self.notes]
+        return index
+
     def stored(self) -> set[Key]:
-        """Every key whose features are already on disk (the previous file or finished part files)."""
-        return set(self._old_index) | set(self.parts.index())
+        """Every key whose features were on disk when the cache was opened (the previous file or valid
+        finished part files)."""
+        return self._stored
 
     def missing(self, keys: Iterable[Key]) -> list[Key]:
         """The keys to compute: not stored, and not from a file already known to fail."""
-        stored = self.stored()
-        return [k for k in keys if k not in stored and k[0] not in self.known_errors]
+        return [k for k in keys if k not in self._stored and k[0] not in self.known_errors]
 
     def removed(self, kept: set[Key]) -> int:
         """How many keys of the previous file are not in ``kept``."""
@@ -434,13 +540,10 @@ class FeatureCache:
 
     def commit(self, classes: list[str], splits: dict[str, list[Row]], errors: list[dict]) -> bool:
         """Publish exactly these rows and errors (atomically); False when the file already holds them."""
-        parts_index = self.parts.index()
+        parts_index = self._parts_index()
         if not parts_index and self._holds(classes, splits, errors):
             return False
-        shape = self.parts.row_shape() if parts_index else None
-        if shape is None:
-            shape = (self._old.features(next(iter(self._old_index.values()))[0]).shape[1:]
-                     if self._old_index else (0,))
+        shape = self._old_shape() or self.parts.row_shape(parts_index) or (0,)
         _commit(self.path, self.config.attrs(), classes, splits, errors,
                 _Sources(self._old, self._old_index, parts_index), shape)
         self._old = None  # closed by the commit before its rename

@@ -68,18 +68,32 @@ def fit(features: Features, head: str = "logreg", options: dict | None = None, s
     if "seed" in options:
         raise PipelineError("pass the seed as seed=..., not among the head options")
     estimator = make_head(head, seed=seed, **options)
+    if run_dir is not None:
+        runs.check_target(run_dir)  # before fitting, not after
     X, y, groups = features.train
     val = features.splits.get("val")
     start = time.perf_counter()
     estimator.fit(X, y, *(val[:2] if val else (None, None)), groups=groups)
     fit_seconds = round(time.perf_counter() - start, 3)
 
-    out = Path(run_dir) if run_dir else runs.new_run_dir(features.cache, head, runs_root)
-    out.mkdir(parents=True, exist_ok=True)
+    target = Path(run_dir) if run_dir else runs.new_run_dir(features.cache, head, runs_root)
+    with runs.creating(target) as out:
+        metrics = _write(out, estimator, features, head, seed, fit_seconds)
+    return {"run_dir": str(target), "head": head, "selected": estimator.selected(), "fit_seconds": fit_seconds,
+            "metrics": metrics}
+
+
+def _write(out: Path, estimator, features: Features, head: str, seed: int, fit_seconds: float) -> dict:
+    """The fitted head, its metrics and predictions on every split, and its config, into ``out``; returns
+    the metrics. A head whose probabilities are not numbers (a diverged fit) is refused."""
+    X, y = features.train[:2]
     estimator.save(out)
     metrics, predictions = {}, {}
     for split, (Xs, ys, paths) in features.splits.items():
         proba = estimator.predict_proba(Xs)
+        if not np.isfinite(proba).all():
+            raise PipelineError(f"the {head} head diverged: its probabilities on {split} are not numbers "
+                                "(lower --lr, or try another head)")
         metrics[split] = {**evaluate(proba, ys, features.classes), "fit_seconds": fit_seconds}
         predictions[split] = (paths, ys, proba)
     config = {
@@ -90,8 +104,7 @@ def fit(features: Features, head: str = "logreg", options: dict | None = None, s
         "created": utc_now(),
     }
     runs.write_run(out, config, metrics, predictions, features.classes, getattr(estimator, "history_", None))
-    return {"run_dir": str(out), "head": head, "selected": estimator.selected(), "fit_seconds": fit_seconds,
-            "metrics": metrics}
+    return metrics
 
 
 def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None = None, seed: int = 0,

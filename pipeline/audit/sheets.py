@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..images import MAX_PIXELS
 from .duplicates import KINDS
 
 THUMB = 192
@@ -16,9 +19,14 @@ PLACEHOLDER = (220, 220, 220)
 
 
 def thumbnail(path: Path, px: int = THUMB) -> Image.Image:
-    """The picture shrunk to fit ``px`` x ``px`` (RGB); a grey square saying why when it cannot be read."""
+    """The picture shrunk to fit ``px`` x ``px`` (RGB); a grey square saying why when it cannot be read
+    (missing, not a regular file such as a pipe, too many pixels, not an image)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError("not a regular file")
         with Image.open(path) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise ValueError("too many pixels")
             im.draft("RGB", (px, px))
             im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((px, px))

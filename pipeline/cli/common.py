@@ -10,24 +10,33 @@ import click
 from ..errors import PipelineError
 
 
+OUT_OF_MEMORY = ("ResourceExhaustedError", "MemoryError", "OutOfMemoryError")
+
+
 class Group(click.Group):
     """One line instead of a traceback, unless ``--debug``: :class:`PipelineError` (a problem the user
-    can fix) exits 2; any other exception (a bug, a full disk, ...) exits 1."""
+    can fix) exits 2; Ctrl-C exits 130 (the shell's convention); any other exception (a bug, ...) exits 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted: feature files are left whole, and finished batches are kept for the rerun",
+                       err=True)
+            ctx.exit(130)
         except PipelineError as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {_first_line(exc)}", err=True)
+            click.echo(f"Error: {printable(_first_line(exc))}", err=True)
             ctx.exit(2)
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {_first_line(exc)} (rerun with --debug for the traceback)", err=True)
+            hint = ("; lower --batch-size or --image-size" if type(exc).__name__ in OUT_OF_MEMORY
+                    else " (rerun with --debug for the traceback)")
+            click.echo(f"Error: {type(exc).__name__}: {printable(_first_line(exc))}{hint}", err=True)
             ctx.exit(1)
 
 
@@ -37,9 +46,45 @@ def _first_line(exc: Exception) -> str:
     return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences, newlines in a file name) shown as
+    ``\\xNN`` escapes, undecodable bytes of a file name as ``\\xNN`` too."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in _utf8(text))
+
+
+def _clean(obj: Any, strings: Callable[[str], str]) -> Any:
+    """``obj`` with every string (keys too) passed through ``strings``."""
+    if isinstance(obj, str):
+        return strings(obj)
+    if isinstance(obj, dict):
+        return {_clean(k, strings): _clean(v, strings) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v, strings) for v in obj]
+    return obj
+
+
+def _utf8(text: str) -> str:
+    """``text`` as valid UTF-8: undecodable bytes of a file name (lone surrogates) become ``\\xNN``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def emit(obj: Any, as_json: bool, human: Callable[[Any], str]) -> None:
-    """Print ``obj`` as exactly one JSON document, or as text for people."""
-    click.echo(json.dumps(obj, default=str) if as_json else human(obj))
+    """Print ``obj`` as exactly one JSON document (valid UTF-8, no NaN), or as text for people (names shown
+    with :func:`printable`, so a file name cannot move the cursor or forge a line)."""
+    if as_json:
+        click.echo(json.dumps(_clean(obj, _utf8), default=str, allow_nan=False))
+    else:
+        click.echo(human(_clean(obj, printable)))
+
+
+def warn(line: str) -> None:
+    """One ``warning:`` line on stderr, made :func:`printable`."""
+    click.echo(f"warning: {printable(line)}", err=True)
 
 
 def progress_bars(enabled: bool):

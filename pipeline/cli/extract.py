@@ -8,7 +8,7 @@ import click
 
 from .. import engines
 from ..config import POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES
-from .common import emit, json_option, progress_bars, weights_dir_option
+from .common import emit, json_option, progress_bars, warn, weights_dir_option
 
 ENGINE_PREFIX = "engine_"
 
@@ -44,6 +44,8 @@ def engine_options(command):
               help="Steps for --augment, e.g. flip,rotate=0.1,zoom=0.2,brightness=0.2 (see transfer preview).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Makes the augmented views reproducible.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
+@click.option("--follow-links", is_flag=True,
+              help="Also read linked folders inside class folders (linked files are always read).")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(engines.ENGINES),
               help="local: this process; ray: Ray Data on a cluster (pip install 'transfer-pipeline[ray]').")
 @engine_options
@@ -51,19 +53,19 @@ def engine_options(command):
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             augment: int, augment_policy: str, seed: int,
-            cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, engine: str,
-            as_json: bool, **given) -> None:
+            cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, follow_links: bool,
+            engine: str, as_json: bool, **given) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
 
     summary = run(data_dir, backbone=backbone, image_size=image_size, pooling=pooling, weights=weights,
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
-                  augment=augment, augment_policy=augment_policy, seed=seed, engine=engine,
+                  augment=augment, augment_policy=augment_policy, seed=seed, follow_links=follow_links, engine=engine,
                   engine_options={name[len(ENGINE_PREFIX):]: v for name, v in given.items() if v is not None},
                   progress=progress_bars(not as_json and sys.stderr.isatty()))
     for line in summary["warnings"] + summary["notes"]:
-        click.echo(f"warning: {line}", err=True)
+        warn(line)
     emit(summary, as_json, extract_text)
     if strict and summary["skipped"]:
         raise SystemExit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option, weights_dir_option
+from .common import emit, json_option, warn, weights_dir_option
 
 HEAD_NAMES = ("logreg", "dense", "svm", "knn")
 
@@ -89,7 +89,7 @@ def predict(run_dir: str, paths: tuple[str, ...], output: str | None, batch_size
     results = run(run_dir, paths, weights_dir, batch_size)
     for r in results:
         if r.get("error"):
-            click.echo(f"warning: skipped {r['path']}: {r['error']}", err=True)
+            warn(f"skipped {r['path']}: {r['error']}")
     if output:
         write_csv(results, open_run(run_dir), output)
         click.echo(f"wrote {len(results)} rows to {output}", err=True)

@@ -50,12 +50,12 @@ class LocalEngine:
             t1 = time.perf_counter()
             if batch is None:
                 break
-            feats = self.runtime.features(batch.pixels)
+            good = [j for j, i in enumerate(batch.index) if i not in batch.reasons]
+            feats = self.runtime.features(batch.pixels[good]) if good else None  # unreadable files skip the network
             t2 = time.perf_counter()
             failed.update(batch.reasons)
-            good = [j for j, i in enumerate(batch.index) if i not in batch.reasons]
             if good:
-                parts.write([keys[batch.index[j]] for j in good], feats[good])
+                parts.write([keys[batch.index[j]] for j in good], feats)
             computed += len(good)
             timings["decode"] += t1 - t0
             timings["infer"] += t2 - t1

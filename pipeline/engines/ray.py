@@ -73,13 +73,13 @@ def _decode(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
 class _Infer:
     """An actor of the pool: builds the job's runtime once, then turns pixel batches into part files."""
 
-    def __init__(self, job: Job, parts_dir: str):
+    def __init__(self, job: Job, parts_dir: str, fingerprint: str):
         from .. import runtimes
         from ..store import Parts
 
         self.runtime = runtimes.create(job)  # the very same forward pass as the local engine
         self.runtime.build()
-        self.batch_size, self.parts = job.batch_size, Parts(Path(parts_dir))
+        self.batch_size, self.parts = job.batch_size, Parts(Path(parts_dir), fingerprint)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import numpy as np
@@ -117,7 +117,8 @@ class RayEngine:
         blocks = max(1, math.ceil(len(items) / (batch * BATCHES_PER_BLOCK)))
         ds = (ray.data.from_items(items, override_num_blocks=blocks)
               .map_batches(_decode, fn_kwargs={"size": self.job.size}, batch_size=batch, num_cpus=DECODE_CPUS)
-              .map_batches(_Infer, fn_constructor_kwargs={"job": self.job, "parts_dir": str(parts.dir)},
+              .map_batches(_Infer, fn_constructor_kwargs={"job": self.job, "parts_dir": str(parts.dir),
+                                                                     "fingerprint": parts.fingerprint},
                            batch_size=batch, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers)))
         computed, reasons = 0, {}
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -8,12 +8,13 @@ audit of every feature file the runs were trained on. It needs no network and op
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import os
+import stat
 from pathlib import Path
 
+from ..atomic import write_text
 from ..config import utc_now
 from ..errors import PipelineError
 
@@ -47,29 +48,38 @@ def _card(path: Path, lines: list[str], css: str = "") -> str:
     return f'<div class="card {css}"><img src="{image_uri(path)}" alt="{html.escape(path.name)}">{caption}</div>'
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _png(path: Path, alt: str) -> str:
-    if not path.is_file():
+    """A figure of a run directory, embedded only if it is a regular file (not a link) holding PNG bytes:
+    a run directory from someone else must not smuggle other files into a page meant to be mailed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return ""
-    return f'<p><img class="plot" src="{data_uri(path.read_bytes(), "image/png")}" alt="{html.escape(alt)}"></p>'
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        payload = fh.read()
+    if not payload.startswith(PNG_SIGNATURE):
+        return ""
+    return f'<p><img class="plot" src="{data_uri(payload, "image/png")}" alt="{html.escape(alt)}"></p>'
 
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def misclassified(run_dir: Path, top: int) -> list[dict]:
+def misclassified(run, top: int) -> list[dict]:
     """The ``top`` val/test images predicted wrong with the highest probability, from predictions-*.csv."""
     wrong = []
     for split in ("val", "test"):
-        path = run_dir / f"predictions-{split}.csv"
-        if not path.is_file():
-            continue
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row["predicted"] != row["true"]:
-                    wrong.append({"split": split, "path": row["path"], "true": row["true"],
-                                  "predicted": row["predicted"], "probability": float(row[f"p_{row['predicted']}"]),
-                                  "p_true": float(row[f"p_{row['true']}"])})
+        for row in run.predictions(split):
+            if row["predicted"] != row["true"]:
+                p = row["probabilities"]
+                wrong.append({"split": split, "path": row["path"], "true": row["true"], "predicted": row["predicted"],
+                              "probability": p[row["predicted"]], "p_true": p[row["true"]]})
     return sorted(wrong, key=lambda w: -w["probability"])[:top]
 
 
@@ -82,7 +92,7 @@ def _run_section(run, metrics: dict, top: int) -> str:
     root = Path(run.features.get("dataset_root") or ".")
     parts = [f'<h2 id="{html.escape(run.dir.name)}">{html.escape(run.dir.name)}</h2>',
              _png(run.dir / "curves.png", "training curves"), _png(run.dir / "confusion.png", "confusion matrices")]
-    wrong = misclassified(run.dir, top)
+    wrong = misclassified(run, top)
     if wrong:
         parts.append(f"<h3>Most confidently misclassified ({len(wrong)} shown)</h3><div class=grid>")
         parts += [_card(root / w["path"], [_where(w), f"true {w['true']} ({w['p_true']:.2f})",
@@ -124,7 +134,8 @@ def _heads_table(rows: list[tuple]) -> str:
         seconds = next((m.get("fit_seconds") for m in metrics.values()), None)
         css = ' class="best"' if val is not None and val == best else ""
         out.append(f'<tr{css}><td><a href="#{html.escape(run.dir.name)}">{html.escape(run.dir.name)}</a></td>'
-                   f"<td>{html.escape(str(f.get('backbone')))} {f.get('input_size')} px, {html.escape(str(f.get('pooling')))}</td>"
+                   f"<td>{html.escape(str(f.get('backbone')))} {html.escape(str(f.get('input_size')))} px, "
+                   f"{html.escape(str(f.get('pooling')))}</td>"
                    f"<td>{html.escape(run.config['head'])}</td><td>{_pct(val)}</td><td>{_pct(test)}</td>"
                    f"<td>{'-' if seconds is None else f'{seconds:.2f}'}</td></tr>")
     return "\n".join(out + ["</table>"])
@@ -140,19 +151,11 @@ def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = 
     --------
     >>> write_report(["runs/a", "runs/b"], "report.html")   # doctest: +SKIP
     """
-    import json
-
     from ..runs import open_run
 
     if not run_dirs:
         raise PipelineError("give at least one run directory (made by `transfer train` or `transfer compare`)")
-    rows = []
-    for d in run_dirs:
-        run = open_run(d)
-        metrics_path = run.dir / "metrics.json"
-        if not metrics_path.is_file():
-            raise PipelineError(f"{run.dir} has no metrics.json; rerun `transfer train` to complete it")
-        rows.append((run, json.loads(metrics_path.read_text())))
+    rows = [(run, run.metrics()) for run in map(open_run, run_dirs)]
     caches = {}
     for run, _ in rows:
         caches.setdefault(run.config["cache"], Path(run.features.get("dataset_root") or "."))
@@ -164,6 +167,5 @@ def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = 
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Transfer report</title>'
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     return {"report": str(out), "runs": len(rows), "caches": list(caches), "bytes": len(page.encode())}
