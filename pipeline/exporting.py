@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PipelineError
+from .layers import fixed_dense
 from .runs import Run, open_run
 
 # keras.applications module -> its preprocess_input mode
@@ -23,15 +24,6 @@ MODES = {"vgg16": "caffe", "vgg19": "caffe", "resnet": "caffe", "resnet_v2": "tf
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FORMATS = ("keras", "savedmodel")
-
-
-def _fixed_dense(kernel: np.ndarray, bias: np.ndarray, name: str, activation: str | None = None):
-    import keras
-
-    layer = keras.layers.Dense(kernel.shape[1], activation=activation, name=name, trainable=False)
-    layer.build((None, kernel.shape[0]))
-    layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return layer
 
 
 def preprocessing_layers(module: str, preprocess: str) -> list:
@@ -44,7 +36,7 @@ def preprocessing_layers(module: str, preprocess: str) -> list:
     if mode == "tf":
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if mode == "caffe":  # RGB -> BGR, then subtract the ImageNet mean
-        return [_fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
+        return [fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
     if mode == "torch":
         return [keras.layers.Rescaling(1 / 255, name="rescale"),
                 keras.layers.Normalization(mean=TORCH_MEAN, variance=np.square(TORCH_STD), name="preprocess")]
@@ -53,35 +45,9 @@ def preprocessing_layers(module: str, preprocess: str) -> list:
     raise PipelineError(f"no export preprocessing for keras.applications.{module}")
 
 
-def _softmax_dense(coef: np.ndarray, intercept: np.ndarray, name: str):
-    """A linear model's probabilities as one softmax layer (binary: softmax over [0, z] = sigmoid)."""
-    if coef.shape[0] == 1:
-        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-    return _fixed_dense(coef.T, intercept, name, activation="softmax")
-
-
-def _fold(scaler, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``coef @ ((x - mean) / scale) + b`` as ``coef' @ x + b'``."""
-    folded = coef / scaler.scale_[None, :]
-    return folded, intercept - folded @ scaler.mean_
-
-
 def head_layers(run: Run) -> list:
     """The run's fitted head as Keras layers taking the base's output."""
-    import keras
-
-    name, head = run.config["head"], run.head()
-    flatten = [keras.layers.Flatten(name="flatten")] if len(run.config["feature_shape"]) > 1 else []
-    if name == "dense":
-        return [head.model_]
-    if name == "logreg":
-        return flatten + [_softmax_dense(*_fold(head.scaler_, head.model_.coef_, head.model_.intercept_), "probabilities")]
-    if name == "svm":
-        coef, intercept = _fold(head.scaler_, head.svc_.coef_, head.svc_.intercept_)
-        return flatten + [_fixed_dense(coef.T, intercept, "svm_decision"),
-                          _softmax_dense(head.calibrator_.coef_, head.calibrator_.intercept_, "probabilities")]
-    raise PipelineError(f"a {name} head cannot be exported as Keras layers; train --head logreg, svm or dense "
-                        "and export that run (or use `transfer predict` with this one)")
+    return run.head().export_layers(run.config["feature_shape"])
 
 
 def build_model(run_dir: str | os.PathLike, weights_dir: str | None = None):
