@@ -48,9 +48,8 @@ def _source_run(run_dir: str | os.PathLike) -> runs.Run:
 def build(run: runs.Run, policy: str = "default", weights_dir: str | None = None):
     """``(model, base, head)``: image -> augmentation -> preprocessing -> base -> trained head."""
     from .assemble import assemble_recorded
-    from .exporting import head_layers
 
-    (head,) = head_layers(run)  # a dense head is one Keras model
+    (head,) = run.head().export_layers(run.config["feature_shape"])  # a dense head is one Keras model
     model, base = assemble_recorded(run.features, weights_dir, head=[head], augment=augmentation.layers(policy),
                                     name=f"{run.features['backbone']}_finetune")
     return model, base, head

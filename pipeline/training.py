@@ -16,7 +16,7 @@ import numpy as np
 from . import runs
 from .config import fingerprint, utc_now
 from .errors import PipelineError
-from .heads import HEADS, make_head
+from .heads import make_head, names
 from .store import FeatureFile
 
 
@@ -65,9 +65,9 @@ def fit(features: Features, head: str = "logreg", options: dict | None = None, s
         run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs") -> dict:
     """Fit one head on already loaded ``features`` and write its run directory (see :func:`train`)."""
     options = dict(options or {})
-    if "seed" in options:
+    if {"seed", "random_state"} & set(options):
         raise PipelineError("pass the seed as seed=..., not among the head options")
-    estimator = make_head(head, seed=seed, **options)
+    estimator = make_head(head, random_state=seed, **options)
     if run_dir is not None:
         runs.check_target(run_dir)  # before fitting, not after
     X, y, groups = features.train
@@ -123,14 +123,16 @@ def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None =
     return fit(read_features(cache), head, options, seed, run_dir, runs_root)
 
 
-def compare(cache: str | os.PathLike, heads=tuple(HEADS), seed: int = 0,
+def compare(cache: str | os.PathLike, heads=None, seed: int = 0,
             runs_root: str | os.PathLike = "runs") -> list[dict]:
-    """Fit every head on the same cached features (read once): one row per head with ``head``,
-    ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``."""
+    """Fit ``heads`` (default: every head) on the same cached features (read once): one row per head with
+    ``head``, ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``."""
+    if heads is None:
+        heads = names()
     heads = [heads] if isinstance(heads, str) else list(heads)
-    unknown = [h for h in heads if h not in HEADS]
+    unknown = [h for h in heads if h not in names()]
     if unknown or not heads:
-        raise PipelineError(f"unknown head {', '.join(unknown) or '(none given)'}; choose from: {', '.join(HEADS)}")
+        raise PipelineError(f"unknown head {', '.join(unknown) or '(none given)'}; choose from: {', '.join(names())}")
     features = read_features(cache)
     rows = []
     for head in heads:

@@ -1,10 +1,18 @@
 """Every head behind the scikit-learn API, on small synthetic feature arrays."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
+import pipeline.heads
 from pipeline.errors import PipelineError
-from pipeline.heads import HEADS, make_head, parse_units
+from pipeline.heads import head_class, make_head, names
+from pipeline.heads.base import Head
+from pipeline.heads.dense import parse_units
 
 FAST = {"dense": {"epochs": 40, "patience": 5, "units": "16", "lr": 1e-2}}
 
@@ -20,7 +28,7 @@ def features(n_per_class: int, seed: int, shape=(24,), classes: int = 2, shift: 
     return X, y
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", names())
 def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
     X, y = features(30, 0, classes=3)
     Xv, yv = features(10, 1, classes=3)
@@ -34,6 +42,66 @@ def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
     again = type(head).load(tmp_path, head.get_params())
     np.testing.assert_allclose(again.predict_proba(Xv), proba, atol=1e-6)
     np.testing.assert_array_equal(again.predict(Xv), head.predict(Xv))
+    params = head.get_params()
+    older = type(head).load(tmp_path, {**params, "seed": params.pop("random_state") + 4})  # runs before the rename
+    assert older.random_state == 4 and "seed" not in older.get_params()
+    np.testing.assert_allclose(older.predict_proba(Xv), proba, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", names())
+def test_an_unfitted_head_says_so(name, tmp_path):
+    head = make_head(name)
+    X = np.zeros((2, 4), np.float32)
+    for use in (head.predict_proba, head.predict, head.save, head.export_layers):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            use(tmp_path if use == head.save else (4,) if use == head.export_layers else X)
+
+
+@pytest.mark.parametrize("name", names())
+def test_export_layers_give_the_heads_probabilities(name):
+    import keras
+
+    X, y = features(20, 12, shape=(2, 2, 6))
+    Xv, _ = features(5, 13, shape=(2, 2, 6))
+    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, _)
+    if name == "knn":
+        with pytest.raises(PipelineError, match="knn head cannot be exported.* --head .*logreg"):
+            head.export_layers(X.shape[1:])
+        return
+    model = keras.Sequential([keras.Input(X.shape[1:]), *head.export_layers(X.shape[1:])])
+    np.testing.assert_allclose(np.asarray(model(Xv)), head.predict_proba(Xv), atol=1e-5)
+
+
+def test_knn_keeps_its_own_rows_and_labels(tmp_path):
+    X, y = features(6, 14, classes=3)
+    y = np.array([3, 5, 9])[y]  # labels that are not 0..k-1, unlike the neighbours' encoded ones
+    head = make_head("knn").fit(X, y)
+    np.testing.assert_array_equal(head.X_, X.reshape(len(X), -1))
+    np.testing.assert_array_equal(head.y_, y)
+    head.save(tmp_path)
+    with np.load(tmp_path / "head.npz", allow_pickle=False) as f:
+        assert sorted(f.files) == ["X", "k", "y"]
+        np.testing.assert_array_equal(f["y"], y)
+    again = type(head).load(tmp_path, head.get_params())
+    assert list(again.classes_) == [3, 5, 9] and again.k_ == head.k_
+    np.testing.assert_array_equal(again.predict(X), head.predict(X))
+
+
+def test_every_head_module_is_a_head_and_listing_them_imports_no_scikit_learn():
+    folder = Path(pipeline.heads.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if p.stem != "base" and not p.stem.startswith("_")}
+    assert set(names()) == modules and {"logreg", "dense", "svm", "knn"} <= modules
+    for name in names():
+        assert issubclass(head_class(name), Head) and head_class(name).name == name
+    code = ("import sys, pipeline.heads as h; h.names(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'tensorflow', 'keras'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=folder.parents[1]).stdout  # this checkout's pipeline, first on the path
+    assert out.strip() == "[]"
+    from pipeline.cli.train import compare, train
+
+    assert list([p for p in train.params if p.name == "head"][0].type.choices) == names()
+    assert [p for p in compare.params if p.name == "heads"][0].default == ",".join(names())
 
 
 @pytest.mark.parametrize("name", ["logreg", "svm", "knn"])
@@ -91,7 +159,7 @@ def test_balanced_class_weight_helps_the_small_class():
 def test_bad_options_are_refused_by_name():
     with pytest.raises(PipelineError, match="--units does not apply to --head logreg"):
         make_head("logreg", units=256)
-    with pytest.raises(PipelineError, match="unknown head 'forest'"):
+    with pytest.raises(PipelineError, match=f"unknown head 'forest'; choose one of: {', '.join(names())}$"):
         make_head("forest")
     with pytest.raises(PipelineError, match="balanced"):
         make_head("svm", class_weight="auto")

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import compare, export, extract, predict
+from pipeline.heads import names
 from pipeline.images import load_image
 
 # dataset -> (input size, floor on the best head's val accuracy)
@@ -26,7 +27,7 @@ def test_best_head_holds_the_val_floor(caches, name):
     paths, root = caches
     rows = compare(paths[name], runs_root=root / "runs")
     table = {r["head"]: r["val_accuracy"] for r in rows}
-    assert set(table) == {"logreg", "dense", "svm", "knn"}
+    assert set(table) == set(names())
     assert max(table.values()) >= FLOORS[name][1], table
     assert table["logreg"] >= FLOORS[name][1] - 0.03, table
 

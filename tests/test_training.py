@@ -79,6 +79,18 @@ def test_a_head_refuses_features_of_another_config(cache, tmp_path):
     assert evaluate_run(run, cache)["val"]["accuracy"] >= 0
 
 
+@pytest.mark.parametrize("head", ["logreg", "dense"])
+def test_a_run_directory_that_records_seed_among_the_head_params_still_loads(cache, tmp_path, head):
+    result = train(cache, head, DENSE if head == "dense" else None, seed=5, run_dir=tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["seed"] == 5 and config["params"]["random_state"] == 5
+    params = {k: v for k, v in config["params"].items() if k != "random_state"}
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**config, "params": {**params, "seed": 5}}))
+    assert open_run(tmp_path / "run").head().random_state == 5
+    assert evaluate_run(tmp_path / "run", cache)["test"] == {k: v for k, v in result["metrics"]["test"].items()
+                                                              if k != "fit_seconds"}
+
+
 def test_augmented_views_train_but_only_images_are_evaluated(tmp_path):
     data = make_folder(tmp_path / "aug", {"train": 6, "val": 3})
     cache = extract(data, cache_dir=str(tmp_path / "c"), augment=2, **FAST_ARGS)["cache"]

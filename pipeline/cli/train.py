@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..heads import names as head_names
 from .common import emit, json_option, warn, weights_dir_option
-
-HEAD_NAMES = ("logreg", "dense", "svm", "knn")
 
 
 def _accuracy(value) -> str:
@@ -15,7 +14,7 @@ def _accuracy(value) -> str:
 
 @click.command()
 @click.argument("cache_file", type=click.Path(dir_okay=False))
-@click.option("--head", default="logreg", show_default=True, type=click.Choice(HEAD_NAMES))
+@click.option("--head", default="logreg", show_default=True, type=click.Choice(head_names()))
 @click.option("--units", default=None, help="dense: hidden layer sizes, e.g. 256 or 4096,4096; 0 = softmax only. [256]")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="dense: dropout rate. [0.5]")
 @click.option("--optimizer", default=None, help="dense: a Keras optimizer name, e.g. adam, rmsprop. [adam]")
@@ -47,7 +46,7 @@ def _train_text(r: dict) -> str:
 
 @click.command()
 @click.argument("cache_file", type=click.Path(dir_okay=False))
-@click.option("--heads", default=",".join(HEAD_NAMES), show_default=True, help="Comma-separated heads to fit.")
+@click.option("--heads", default=",".join(head_names()), show_default=True, help="Comma-separated heads to fit.")
 @click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),

@@ -1,0 +1,88 @@
+"""The base of every head: scikit-learn's classifier API plus what a run directory needs (save and load,
+the hyperparameters chosen, export as Keras layers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import PipelineError
+
+
+class Head(ClassifierMixin, BaseEstimator):
+    """A stage-two classifier on cached features, called ``name`` (the name of its module).
+
+    A subclass takes its options in ``__init__`` (``random_state`` among them), learns in
+    ``fit(X, y, X_val=None, y_val=None, groups=None)``, sets ``classes_`` and implements ``_predict_proba``.
+    Its fitted state is saved as plain arrays through ``state`` / ``restore``, unless it overrides
+    ``_save`` and ``load``; it is exportable when it implements ``_export_layers``. Every public method
+    of a fitted head raises scikit-learn's ``NotFittedError`` on a head that is not fitted.
+    """
+
+    name: ClassVar[str]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one row per sample, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        return self._predict_proba(X)
+
+    def _predict_proba(self, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each sample."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def selected(self) -> dict:
+        """The hyperparameters chosen on val or by cross-validation (none by default)."""
+        return {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted state as plain arrays, saved in ``head.npz``."""
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, np.ndarray]) -> "Head":
+        """Set the fitted state from the arrays of ``state()``; return ``self``."""
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted head into ``directory``; return the file written."""
+        check_is_fitted(self)
+        return self._save(Path(directory))
+
+    def _save(self, directory: Path) -> Path:
+        path = directory / "head.npz"
+        np.savez(path, **self.state())
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, params: dict) -> "Head":
+        """The head that ``save`` wrote into ``directory``, with the ``params`` its run recorded."""
+        with np.load(Path(directory) / "head.npz", allow_pickle=False) as f:
+            return cls.from_params(params).restore({k: f[k] for k in f.files})
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Head":
+        """An unfitted head with a run's recorded ``params`` (older runs call ``random_state`` ``seed``)."""
+        params = dict(params)
+        if "seed" in params:
+            params["random_state"] = params.pop("seed")
+        return cls(**params)
+
+    def export_layers(self, feature_shape) -> list:
+        """Keras layers from the base's output (``feature_shape`` per image) to class probabilities."""
+        check_is_fitted(self)
+        return self._export_layers(tuple(feature_shape))
+
+    def _export_layers(self, feature_shape: tuple) -> list:
+        from . import head_class, names
+
+        exportable = [n for n in names() if head_class(n)._export_layers is not Head._export_layers]
+        choices = ", ".join(exportable[:-1]) + " or " + exportable[-1]
+        raise PipelineError(f"a {self.name} head cannot be exported as Keras layers; train --head {choices} "
+                            "and export that run (or use `transfer predict` with this one)")

@@ -1,0 +1,118 @@
+"""``dense``: a small Keras network, saved as ``head.keras`` and exported as that model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PipelineError
+from ._fitting import balanced, check_X, check_y, kfold
+from .base import Head
+
+
+def parse_units(units) -> tuple[int, ...]:
+    """``256`` / ``"4096,4096"`` / ``0`` -> hidden layer sizes (``()``: softmax straight on the features)."""
+    if isinstance(units, str):
+        try:
+            units = [int(u) for u in units.split(",") if u.strip()]
+        except ValueError:
+            raise PipelineError(f"--units {units!r} is not a comma-separated list of integers, e.g. 256 or 4096,4096") from None
+    units = [units] if isinstance(units, (int, np.integer)) else list(units)
+    if any(u < 0 for u in units):
+        raise PipelineError("--units must be 0 or more")
+    return tuple(int(u) for u in units if u > 0)
+
+
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401  (Keras's TensorBoard callback needs it)
+    except ImportError:
+        raise PipelineError("--tensorboard needs the tensorboard package: pip install 'transfer-pipeline[tensorboard]'") from None
+
+
+class DenseHead(Head):
+    """Keras: Normalization, Flatten when the features are maps, ``Dense(units, relu)`` + ``Dropout`` per
+    entry of ``units``, ``Dense(classes, softmax)``; early stopping on val with the best weights restored.
+
+    Without val, a stratified fifth of train (by image) is held out for early stopping.
+    """
+
+    name = "dense"
+
+    def __init__(self, units=(256,), dropout: float = 0.5, optimizer: str = "adam", lr: float = 1e-3,
+                 epochs: int = 100, batch_size: int = 64, patience: int = 8, class_weight=None,
+                 tensorboard: str | None = None, random_state: int = 0):
+        self.units, self.dropout, self.optimizer, self.lr = units, dropout, optimizer, lr
+        self.epochs, self.batch_size, self.patience = epochs, batch_size, patience
+        self.class_weight, self.tensorboard, self.random_state = class_weight, tensorboard, random_state
+
+    def _build(self, X: np.ndarray, n_classes: int):
+        import keras
+
+        norm = keras.layers.Normalization(axis=-1, name="standardize")
+        norm.adapt(X)
+        layers = [keras.Input(X.shape[1:]), norm]
+        layers += [keras.layers.Flatten()] if X.ndim > 2 else []
+        for units in parse_units(self.units):
+            layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(self.dropout)]
+        layers.append(keras.layers.Dense(n_classes, activation="softmax", name="probabilities"))
+        model = keras.Sequential(layers, name="dense_head")
+        try:
+            optimizer = keras.optimizers.get({"class_name": self.optimizer, "config": {"learning_rate": self.lr}})
+        except ValueError:
+            raise PipelineError(f"--optimizer {self.optimizer!r} is not a Keras optimizer (try adam, rmsprop, sgd)") from None
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
+        import keras
+
+        X, y = check_X(X), check_y(y)
+        if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
+            raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
+                                "--batch-size of 1 or more")
+        if X_val is None or len(X_val) == 0:
+            train, held = kfold(y, groups, self.random_state, 5)[0]
+            X, y, X_val, y_val = X[train], y[train], X[held], y[held]
+        keras.utils.set_random_seed(self.random_state)
+        self.classes_ = np.unique(y)
+        self.model_ = self._build(X, len(self.classes_))
+        weights = balanced(self.class_weight, y)
+        callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)]
+        if self.tensorboard:
+            _require_tensorboard()
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
+        history = self.model_.fit(X, y, validation_data=(np.asarray(X_val, np.float32), y_val), epochs=self.epochs,
+                                  batch_size=self.batch_size, class_weight=weights, callbacks=callbacks, verbose=0)
+        self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
+        return self
+
+    def _predict_proba(self, X) -> np.ndarray:
+        from keras import ops
+
+        X = np.asarray(X, np.float32)
+        chunks = [ops.convert_to_numpy(self.model_(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)), np.float32)
+
+    def selected(self) -> dict:
+        return {"epochs": self.best_epoch_}
+
+    def _save(self, directory: Path) -> Path:
+        path = directory / "head.keras"
+        self.model_.save(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, params: dict) -> "DenseHead":
+        import keras
+
+        head = cls.from_params(params)
+        head.model_ = keras.saving.load_model(Path(directory) / "head.keras", safe_mode=True)
+        head.classes_ = np.arange(head.model_.output_shape[-1])
+        return head
+
+    def _export_layers(self, feature_shape: tuple) -> list:
+        return [self.model_]  # the model flattens maps itself

@@ -1,0 +1,62 @@
+"""``logreg``: standardize, then logistic regression with ``C`` chosen by log-loss."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.preprocessing import StandardScaler
+
+from ..layers import softmax_dense
+from . import _linear
+from ._fitting import balanced, check_y, flat, one_blas_thread, selection_data
+from .base import Head
+
+
+class LogRegHead(Head):
+    """Standardize, then logistic regression with ``C`` chosen by ``LogisticRegressionCV`` (log-loss).
+
+    Exported as one softmax ``Dense`` layer with the standardization folded in.
+    """
+
+    name = "logreg"
+
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), class_weight=None, max_iter: int = 500,
+                 random_state: int = 0):
+        self.Cs, self.class_weight, self.max_iter, self.random_state = Cs, class_weight, max_iter, random_state
+
+    @one_blas_thread
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "LogRegHead":
+        X, y = flat(X), check_y(y)
+        X_val = None if X_val is None else flat(X_val)
+        self.scaler_ = StandardScaler().fit(X)
+        X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+        cv = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
+                                  l1_ratios=(0.0,), use_legacy_attributes=False,
+                                  class_weight=balanced(self.class_weight, y),
+                                  max_iter=self.max_iter, random_state=self.random_state)
+        cv.fit(self.scaler_.transform(X_all), y_all)  # one fold: coefficients of the train-only fit
+        self.C_ = float(cv.C_)
+        self.model_ = _linear.linear(LogisticRegression, cv.coef_, cv.intercept_, cv.classes_, C=self.C_)
+        self.classes_ = cv.classes_
+        return self
+
+    def _predict_proba(self, X) -> np.ndarray:
+        return self.model_.predict_proba(self.scaler_.transform(flat(X)))
+
+    def selected(self) -> dict:
+        return {"C": self.C_}
+
+    def state(self) -> dict:
+        return {"mean": self.scaler_.mean_, "scale": self.scaler_.scale_, "coef": self.model_.coef_,
+                "intercept": self.model_.intercept_, "classes": self.classes_, "C": np.float64(self.C_)}
+
+    def restore(self, state: dict) -> "LogRegHead":
+        self.scaler_ = _linear.scaler(state["mean"], state["scale"])
+        self.C_ = float(state["C"])
+        self.model_ = _linear.linear(LogisticRegression, state["coef"], state["intercept"], state["classes"], C=self.C_)
+        self.classes_ = state["classes"]
+        return self
+
+    def _export_layers(self, feature_shape: tuple) -> list:
+        coef, intercept = _linear.fold(self.scaler_, self.model_.coef_, self.model_.intercept_)
+        return _linear.flatten(feature_shape) + [softmax_dense(coef, intercept, "probabilities")]

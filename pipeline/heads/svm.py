@@ -1,0 +1,80 @@
+"""``svm``: standardize, linear SVM, probabilities by Platt scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_predict
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from ..layers import fixed_dense, softmax_dense
+from . import _linear
+from ._fitting import check_y, flat, kfold, one_blas_thread, selection_data
+from .base import Head
+
+
+class SVMHead(Head):
+    """Standardize, linear SVM (``C`` chosen by ``GridSearchCV``), probabilities by Platt scaling.
+
+    Platt scaling: a logistic regression on the SVM's decision values of val (or, without val, on
+    cross-validated decision values of train). Exported as a ``Dense`` of decision values (standardization
+    folded in) followed by the calibrator's softmax ``Dense``.
+    """
+
+    name = "svm"
+
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2), class_weight=None, random_state: int = 0):
+        self.Cs, self.class_weight, self.random_state = Cs, class_weight, random_state
+
+    def _svc(self, C: float) -> LinearSVC:
+        return LinearSVC(C=C, class_weight=self.class_weight, random_state=self.random_state, max_iter=5000)
+
+    @one_blas_thread
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "SVMHead":
+        X, y = flat(X), check_y(y)
+        X_val = None if X_val is None else flat(X_val)
+        self.scaler_ = StandardScaler().fit(X)
+        X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+        search = GridSearchCV(self._svc(1.0), {"C": list(self.Cs)}, cv=folds, refit=False)
+        search.fit(self.scaler_.transform(X_all), y_all)
+        self.C_ = float(search.best_params_["C"])
+        Xs = self.scaler_.transform(X)
+        self.svc_ = self._svc(self.C_).fit(Xs, y)
+        if X_val is None or len(X_val) == 0:
+            y_cal = y
+            decisions = cross_val_predict(self._svc(self.C_), Xs, y, cv=kfold(y, groups, self.random_state, 3),
+                                          method="decision_function")
+        else:  # held-out val decisions, as CalibratedClassifierCV does with a prefit model
+            y_cal = y_val
+            decisions = self.svc_.decision_function(self.scaler_.transform(X_val))
+        self.calibrator_ = LogisticRegression(max_iter=1000).fit(decisions.reshape(len(y_cal), -1), y_cal)
+        self.classes_ = self.svc_.classes_
+        return self
+
+    def _predict_proba(self, X) -> np.ndarray:
+        decisions = self.svc_.decision_function(self.scaler_.transform(flat(X)))
+        return self.calibrator_.predict_proba(decisions.reshape(len(decisions), -1))
+
+    def selected(self) -> dict:
+        return {"C": self.C_}
+
+    def state(self) -> dict:
+        return {"mean": self.scaler_.mean_, "scale": self.scaler_.scale_, "coef": self.svc_.coef_,
+                "intercept": self.svc_.intercept_, "classes": self.classes_, "C": np.float64(self.C_),
+                "cal_coef": self.calibrator_.coef_, "cal_intercept": self.calibrator_.intercept_}
+
+    def restore(self, state: dict) -> "SVMHead":
+        self.scaler_ = _linear.scaler(state["mean"], state["scale"])
+        self.C_ = float(state["C"])
+        self.svc_ = _linear.linear(LinearSVC, state["coef"], state["intercept"], state["classes"], C=self.C_)
+        self.calibrator_ = _linear.linear(LogisticRegression, state["cal_coef"], state["cal_intercept"],
+                                          state["classes"])
+        self.classes_ = state["classes"]
+        return self
+
+    def _export_layers(self, feature_shape: tuple) -> list:
+        coef, intercept = _linear.fold(self.scaler_, self.svc_.coef_, self.svc_.intercept_)
+        return _linear.flatten(feature_shape) + [
+            fixed_dense(coef.T, intercept, "svm_decision"),
+            softmax_dense(self.calibrator_.coef_, self.calibrator_.intercept_, "probabilities")]
