@@ -72,9 +72,9 @@ def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, b
     if not 1 <= batch_size <= MAX_BATCH:
         raise PipelineError(f"--batch-size must be between 1 and {MAX_BATCH}")
     run = open_run(run_dir)
+    head = run.head()
     files = image_files(paths)
     extractor = Extractor(run.features, weights_dir, max(1, min(batch_size, len(files))))
-    head = run.head()
     pixels, kept, reasons = decode_all(files, extractor.size)
     results = [{"path": display_path(path), "label": None, "probabilities": None,
                 **({"error": reasons[i]} if i in reasons else {})} for i, path in enumerate(files)]

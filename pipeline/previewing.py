@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from . import datasets
+from .atomic import replacing
 from .augment import augment_view, parse
 from .errors import PipelineError
 from .images import decode_all
@@ -72,7 +73,7 @@ def preview(data_dir: str | os.PathLike, split: str = "train", augment: str | No
     fig.suptitle(f"{manifest.root.name} / {split}" + (f"   augment: {policy}" if policy else ""), fontsize=10)
     fig.tight_layout()
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    with replacing(out) as tmp:
+        fig.savefig(tmp, dpi=80)
     return {"output": str(out), "split": split, "policy": str(policy), "views": views if policy else 0,
             "images": [{"path": e.path, "label": e.label} for e, _ in images], "skipped": skipped}

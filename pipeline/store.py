@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 import h5py
 import numpy as np
 
-from .config import FORMAT_VERSION, FeatureConfig, differences
+from .config import FORMAT_VERSION, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig, differences
 from .datasets import path_problem
 from .errors import CacheLocked, PipelineError
 
@@ -86,6 +86,24 @@ def _stored(ds: h5py.Dataset) -> bool:
     return ds.id.get_storage_size() >= need
 
 
+def attrs_problem(attrs) -> str:
+    """What is wrong with a feature file's root attributes ('' when nothing is): each setting of the right
+    type and among the values this version writes."""
+    def text(name: str, allowed: tuple = ()) -> bool:
+        value = attrs.get(name)
+        return isinstance(value, str) and (not allowed or value in allowed)
+
+    size = attrs.get("input_size")
+    if not (isinstance(size, (int, np.integer)) and 8 <= size <= 4096):
+        return f"attribute input_size {size!r} is not an image size in pixels"
+    for name, allowed in (("backbone", ()), ("weights", ()), ("weights_sha256", ()), ("augment", ()),
+                          ("pooling", POOLINGS), ("preprocess", PREPROCESSINGS), ("precision", PRECISIONS),
+                          ("store_dtype", STORE_DTYPES)):
+        if not text(name, allowed):
+            return f"attribute {name} {attrs.get(name)!r} is missing or not a value `transfer extract` writes"
+    return ""
+
+
 def layout_problem(f: h5py.File) -> str:
     """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
 
@@ -100,6 +118,9 @@ def layout_problem(f: h5py.File) -> str:
     if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
             and int(version) == FORMAT_VERSION):
         return f"it has format_version {version!r}; this version reads {FORMAT_VERSION}"
+    problem = attrs_problem(f.attrs)
+    if problem:
+        return problem
     links: list[str] = []
     f.visititems_links(lambda name, link: links.append(name) if not isinstance(link, h5py.HardLink) else None)
     if links:

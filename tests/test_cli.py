@@ -29,7 +29,7 @@ def test_bad_arguments_get_one_line_not_a_traceback(tmp_path):
     r = runner.invoke(main, ["extract", str(tmp_path / "d"), "--backbone", "resnet5"])
     assert r.exit_code == 2 and "Did you mean resnet50" in r.output
     r = runner.invoke(main, ["extract", str(tmp_path / "d"), "--backbone", "inception_v3", "--image-size", "50"])
-    assert r.exit_code == 2 and "minimum of 75" in r.output
+    assert r.exit_code == 2 and "range of 75 to 1024" in r.output
     (tmp_path / "x.h5").write_bytes(b"junk")
     r = runner.invoke(main, ["info", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "not an HDF5 feature file" in r.output

@@ -53,7 +53,7 @@ def test_unknown_backbone_lists_the_known_and_suggests_the_closest(photos):
 
 def test_image_size_below_the_backbone_minimum(photos):
     line = one_line_error(run(["extract", str(photos), "--backbone", "inception_v3", "--image-size", "60"]))
-    assert "--image-size 60" in line and "minimum of 75" in line
+    assert "--image-size 60" in line and "range of 75 to" in line
 
 
 def test_missing_weights_file(photos, tmp_path):

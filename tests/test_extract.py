@@ -17,7 +17,8 @@ def test_layout_rows_and_labels(tiny_data, fast_args):
     assert s["computed"] == 22 and s["reused"] == 0 and s["skipped"] == []
     timings = s["timings"]
     assert set(timings) == {"hash", "model", "compute", "decode", "infer", "write", "commit"}
-    assert timings["decode"] + timings["infer"] + timings["write"] <= timings["compute"] and timings["infer"] > 0
+    assert timings["decode"] + timings["infer"] + timings["write"] <= timings["compute"] + 0.003  # rounded
+    assert timings["infer"] > 0
     assert s["images_per_second"] > 0
     with h5py.File(s["cache"], "r") as f:  # plain h5py reads it
         assert list(f["classes"].asstr()[()]) == ["blue", "red"]

@@ -170,7 +170,7 @@ def test_a_crafted_run_directory_is_refused(trained):
 
     _, run_dir = trained
     np.savez(run_dir / "head.npz", coef=np.array([{"not": "numbers"}], dtype=object))  # needs unpickling
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(PipelineError, match="allow_pickle"):
         open_run(run_dir).head()
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -178,5 +178,5 @@ def test_a_crafted_run_directory_is_refused(trained):
     inputs = keras.Input((4,))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # a Lambda is stored as Python bytecode
     keras.Model(inputs, outputs).save(run_dir / "head.keras")
-    with pytest.raises(ValueError, match="safe_mode"):
+    with pytest.raises(PipelineError, match="safe_mode"):
         open_run(run_dir).head()

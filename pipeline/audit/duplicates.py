@@ -29,7 +29,7 @@ def _pooled(f: FeatureFile, split: str, keep: np.ndarray) -> np.ndarray:
     ds = f.features(split)
     blocks = []
     for start in range(0, ds.shape[0], POOL_ROWS):
-        block = ds[start:start + POOL_ROWS].astype(np.float32)[keep[start:start + POOL_ROWS]]
+        block = f.finite(split, ds[start:start + POOL_ROWS].astype(np.float32)[keep[start:start + POOL_ROWS]])
         blocks.append(block.reshape(len(block), -1, block.shape[-1]).mean(axis=1) if block.ndim > 2 else block)
     return np.concatenate(blocks) if blocks else np.zeros((0, ds.shape[-1] if ds.ndim > 1 else 0), np.float32)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..atomic import replacing
 from ..images import MAX_PIXELS
 from .duplicates import KINDS
 
@@ -71,6 +72,7 @@ def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
             items = [(root / g["path"], [f"{g['split']} / {g['class']}", g["path"]]
                       + ([f"cosine {g['similarity']:.3f}"] if "similarity" in g else [])) for g in group]
             target = out_dir / f"{kind}-{n:03d}.png"
-            contact_sheet(items, kind.replace("_", " ")).save(target)
+            with replacing(target) as tmp:
+                contact_sheet(items, kind.replace("_", " ")).save(tmp)
             written.append(str(target))
     return written
