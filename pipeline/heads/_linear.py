@@ -6,6 +6,18 @@ from __future__ import annotations
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from ._fitting import check_y, flat, selection_data
+
+
+def standardized(head, X, y, X_val, y_val, groups) -> tuple:
+    """Check and flatten the data, fit ``head.scaler_`` on train, and give ``(X, y, X_val, X_all, y_all, folds)``
+    with ``X_all`` standardized: what scikit-learn's search tools take (see ``selection_data``)."""
+    X, y = flat(X), check_y(y)
+    X_val = None if X_val is None else flat(X_val)
+    head.scaler_ = StandardScaler().fit(X)
+    X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, head.random_state)
+    return X, y, X_val, head.scaler_.transform(X_all), y_all, folds
+
 
 def restore(estimator, **attrs):
     """``estimator`` with its fitted attributes set from saved arrays."""

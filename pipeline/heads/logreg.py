@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.preprocessing import StandardScaler
 
 from ..layers import softmax_dense
 from . import _linear
-from ._fitting import balanced, check_y, flat, one_blas_thread, selection_data
+from ._fitting import balanced, flat, one_blas_thread
 from .base import Head
 
 
@@ -26,15 +25,12 @@ class LogRegHead(Head):
 
     @one_blas_thread
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "LogRegHead":
-        X, y = flat(X), check_y(y)
-        X_val = None if X_val is None else flat(X_val)
-        self.scaler_ = StandardScaler().fit(X)
-        X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+        X, y, X_val, X_all, y_all, folds = _linear.standardized(self, X, y, X_val, y_val, groups)
         cv = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
                                   l1_ratios=(0.0,), use_legacy_attributes=False,
                                   class_weight=balanced(self.class_weight, y),
                                   max_iter=self.max_iter, random_state=self.random_state)
-        cv.fit(self.scaler_.transform(X_all), y_all)  # one fold: coefficients of the train-only fit
+        cv.fit(X_all, y_all)  # one fold: coefficients of the train-only fit
         self.C_ = float(cv.C_)
         self.model_ = _linear.linear(LogisticRegression, cv.coef_, cv.intercept_, cv.classes_, C=self.C_)
         self.classes_ = cv.classes_

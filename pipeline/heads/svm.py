@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..layers import fixed_dense, softmax_dense
 from . import _linear
-from ._fitting import check_y, flat, kfold, one_blas_thread, selection_data
+from ._fitting import flat, kfold, one_blas_thread
 from .base import Head
 
 
@@ -32,12 +31,9 @@ class SVMHead(Head):
 
     @one_blas_thread
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "SVMHead":
-        X, y = flat(X), check_y(y)
-        X_val = None if X_val is None else flat(X_val)
-        self.scaler_ = StandardScaler().fit(X)
-        X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+        X, y, X_val, X_all, y_all, folds = _linear.standardized(self, X, y, X_val, y_val, groups)
         search = GridSearchCV(self._svc(1.0), {"C": list(self.Cs)}, cv=folds, refit=False)
-        search.fit(self.scaler_.transform(X_all), y_all)
+        search.fit(X_all, y_all)
         self.C_ = float(search.best_params_["C"])
         Xs = self.scaler_.transform(X)
         self.svc_ = self._svc(self.C_).fit(Xs, y)
