@@ -398,3 +398,30 @@ def test_predict_output_with_a_non_utf8_file_name(tmp_path):
     assert json.loads(shown.output)[0]["path"].endswith("caf\\xe9.png")
     shown.output.encode("utf-8")  # no lone surrogate
     assert open_run(run).classes == ["blue", "red"]
+
+
+def test_unreadable_files_skip_the_network_and_batches_fit_the_files(tmp_path, monkeypatch):
+    from pipeline import runtimes
+
+    data = make_folder(tmp_path / "data", {"train": 1})
+    for i in range(6):
+        (data / "train" / "blue" / f"broken{i}.png").write_bytes(f"<html>{i}".encode())
+    seen: dict = {"rows": 0}
+    real = runtimes.create
+
+    def spy(job):
+        runtime = real(job)
+        seen["batch"], features = job.batch_size, runtime.features
+
+        def counted(pixels):
+            seen["rows"] += len(pixels)
+            return features(pixels)
+
+        runtime.features = counted
+        return runtime
+
+    monkeypatch.setattr(runtimes, "create", spy)
+    s = extract(data, backbone="vgg16", image_size=32, weights="none", batch_size=1000,
+                cache_dir=str(tmp_path / "cache"))
+    assert s["computed"] == 2 and len(s["skipped"]) == 6
+    assert seen == {"rows": 2, "batch": 8}  # the 6 unreadable files never reach the network
