@@ -1,6 +1,7 @@
 """The ``transfer`` command: thin wrappers over library functions. No TensorFlow import at top level.
 
-Each ``pipeline/cli/<stage>.py`` holds the commands of one stage; they are registered below.
+Each ``pipeline/cli/<stage>.py`` holds the commands of one stage; every click command defined in one of
+:data:`STAGES` is registered, so adding a command is writing it in the module of its stage.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import click
 from . import audit, demo, extract, finetune, report, train
 from .common import Group
 
+STAGES = (extract, train, finetune, audit, report, demo)
+
 
 @click.group(cls=Group)
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
@@ -18,6 +21,7 @@ def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
 
 
-for command in (extract.extract, extract.info, extract.preview, train.train, train.compare, train.predict,
-                train.export, finetune.finetune, audit.audit, report.report, demo.demo):
-    main.add_command(command)
+for stage in STAGES:
+    for command in vars(stage).values():
+        if isinstance(command, click.Command) and command.callback.__module__ == stage.__name__:
+            main.add_command(command)
