@@ -36,7 +36,7 @@ def check(name: str, **given) -> None:
         flags = {o.name: (o.flag, engine) for engine, opts in options().items() for o in opts}
         names = " and ".join(flags[k][0] if k in flags else k for k in wrong)
         engine = flags[wrong[0]][1] if wrong[0] in flags else "another engine"
-        raise PipelineError(f"{names} apply only to --engine {engine}")
+        raise PipelineError(f"{names} appl{'ies' if len(wrong) == 1 else 'y'} only to --engine {engine}")
     module.check(**{k: v for k, v in given.items() if v is not None})
 
 
