@@ -6,7 +6,7 @@ ONNX Runtime, on in-memory pixels; and what starting each runtime costs.
 
 For each case (backbone:size:pooling:weights) the base is built with its preprocessing as Keras layers, as
 ``exporting.build_model`` assembles it, and converted with ``converting.to_onnx``. TensorFlow runs
-``LocalEngine.features`` (uint8 batch -> cast -> preprocess -> base, one traced graph); ONNX Runtime gets the
+``TensorFlowRuntime.features`` (uint8 batch -> cast -> preprocess -> base, one traced graph); ONNX Runtime gets the
 same uint8 batch as float32. Batches alternate between the runtimes (TF, ORT, TF, ORT, ...) after a warm-up;
 medians of ``--rounds`` are reported as images per second and CPU milliseconds per image (process CPU time,
 all threads: on a shared machine the steadier number). The feature difference is measured on the first 32
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import backbones, converting  # noqa: E402
 from pipeline.engines.base import Job  # noqa: E402
-from pipeline.engines.local import LocalEngine  # noqa: E402
-from pipeline.exporting import preprocessing_layers  # noqa: E402
+from pipeline.runtimes.tensorflow import TensorFlowRuntime  # noqa: E402
+from pipeline.assemble import assemble  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
 
 BATCH = 32
@@ -50,13 +50,7 @@ def photos(root: str | None, size: int, n: int = BATCH) -> np.ndarray:
 
 def keras_base(spec, size: int, pooling: str, weights):
     """Preprocessing layers + frozen base: the model ``to_onnx`` converts."""
-    import keras
-
-    inputs = keras.Input((size, size, 3), dtype="float32", name="image")
-    x = inputs
-    for layer in preprocessing_layers(spec.module, "backbone") + [backbones.build(spec, size, pooling, weights)]:
-        x = layer(x)
-    return keras.Model(inputs, x)
+    return assemble(spec, size, pooling, weights, "backbone")[0]
 
 
 def timed(fn, x) -> tuple[float, float]:
@@ -70,7 +64,7 @@ def bench_case(case: str, args, workdir: Path) -> dict:
     size = int(size)
     spec = backbones.get(name)
     weights = backbones.resolve_weights(spec, size, weights_spec, args.weights_dir)
-    engine = LocalEngine(Job(spec, size, pooling, "backbone", "float32", weights, batch_size=BATCH))
+    engine = TensorFlowRuntime(Job(spec, size, pooling, "backbone", "float32", weights, batch_size=BATCH))
     engine.build()
     start = time.perf_counter()
     path = converting.to_onnx(keras_base(spec, size, pooling, weights), workdir / f"{name}-{size}-{pooling}.onnx")
