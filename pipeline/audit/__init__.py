@@ -13,10 +13,29 @@ from pathlib import Path
 from ..errors import PipelineError
 from ..store import FeatureFile
 from .duplicates import KINDS, find_duplicates
-from .vectors import read_rows
+from .vectors import Rows, read_rows
 
 LISTS = ("label_issues", "outliers")
 OUTLIERS_SHOWN = 20
+
+
+def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_score: float = 0.0) -> dict:
+    """``{"label_issues", "outliers"}`` of ``rows``, most suspicious first: every label issue that confident
+    learning flags and the 20 highest outliers, or ``top`` of each, none scored below ``min_score``.
+    An outlier is not listed again as a label issue (its fix is removal, not another class).
+
+    Examples
+    --------
+    >>> rank_findings(read_rows(f, augmented=True).in_splits(("train", "val")), f.classes, top=5)  # doctest: +SKIP
+    {'label_issues': [...], 'outliers': [...]}
+    """
+    from .labels import find_label_issues
+    from .outliers import find_outliers
+
+    outliers = find_outliers(rows, OUTLIERS_SHOWN if top is None else top, min_score)
+    listed = {o["path"] for o in outliers}
+    issues = [i for i in find_label_issues(rows, classes) if i["score"] >= min_score and i["path"] not in listed]
+    return {"label_issues": issues[:top], "outliers": outliers}
 
 
 def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: str | os.PathLike | None = None,
@@ -28,10 +47,8 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     "near_duplicates", "splits", "label_issues", "outliers"}``; with ``output``, ``"sheets"``: one
     contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV written there.
 
-    Label issues and outliers are searched in train and val (and test with ``include_test``), most
-    suspicious first: every label issue confident learning flags and the 20 highest outliers, or ``top``
-    of each; ``min_score`` drops findings scored lower. An image listed as an outlier is not listed again
-    as a label issue.
+    Label issues and outliers are searched in train and val (and test with ``include_test``); ``top`` and
+    ``min_score`` as in :func:`rank_findings`.
 
     Examples
     --------
@@ -41,9 +58,6 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     >>> found["label_issues"][0]                                       # doctest: +SKIP
     {'path': 'train/urban/urban_3.jpeg', 'split': 'train', 'class': 'urban', 'suggested': 'rural', 'score': 0.91}
     """
-    from .labels import find_label_issues
-    from .outliers import find_outliers
-
     if not 0.0 < threshold <= 1.0:
         raise PipelineError(f"--threshold {threshold} must be a cosine similarity in (0, 1], e.g. 0.97")
     if top is not None and top < 0:
@@ -54,13 +68,10 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     images = rows.originals()
     scope = ("train", "val", "test") if include_test else ("train", "val")
     audited = rows.in_splits(scope)
-    outliers = find_outliers(audited, OUTLIERS_SHOWN if top is None else top, min_score)
-    listed = {o["path"] for o in outliers}
-    issues = [i for i in find_label_issues(audited, classes) if i["score"] >= min_score and i["path"] not in listed]
     result = {"cache": str(cache_file), "threshold": threshold, "images": len(images.images),
               **find_duplicates(images.images, images.vectors, threshold),
               "splits": [s for s in scope if any(e.split == s for e in audited.images)],
-              "label_issues": issues[:top], "outliers": outliers}
+              **rank_findings(audited, classes, top, min_score)}
     if output is not None:
         from .sheets import write_sheets
 
@@ -72,4 +83,4 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     return result
 
 
-__all__ = ["KINDS", "LISTS", "audit_cache"]
+__all__ = ["KINDS", "LISTS", "audit_cache", "rank_findings"]

@@ -18,7 +18,7 @@ import numpy as np
 from ..heads import one_blas_thread
 from .vectors import Rows
 
-FOLDS = 10
+FOLDS = 20
 C = 0.01
 ROUNDS = 2
 
@@ -51,7 +51,8 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
     return proba[score_rows]
 
 
-def find_label_issues(rows: Rows, classes: list[str], seed: int = 0) -> list[dict]:
+def find_label_issues(rows: Rows, classes: list[str], folds: int = FOLDS, rounds: int = ROUNDS,
+                      seed: int = 0) -> list[dict]:
     """Images (view 0 of ``rows``) whose label confident learning flags, most likely wrong first.
 
     Each finding is ``{"path", "split", "class", "suggested", "score"}``; an empty list when a class
@@ -70,8 +71,8 @@ def find_label_issues(rows: Rows, classes: list[str], seed: int = 0) -> list[dic
     if len(present) < 2 or min(len(np.unique(groups[y == c])) for c in range(len(present))) < 2:
         return []
     keep = np.ones(len(y), bool)
-    for _ in range(ROUNDS):
-        proba = out_of_fold(rows.vectors, y, groups, scored, np.flatnonzero(keep), seed=seed)
+    for _ in range(rounds):
+        proba = out_of_fold(rows.vectors, y, groups, scored, np.flatnonzero(keep), folds, seed)
         flagged = confident_learning(y[scored], proba, filter_by="prune_by_noise_rate", n_jobs=1)
         keep = ~np.isin(groups, groups[scored[flagged]])
     given = y[scored]

@@ -1,11 +1,13 @@
 """Outliers: images unlike anything in the dataset (a flower among cats and dogs, a screenshot, a blank frame).
 
-The raw score of an image is the mean cosine distance to its ``k`` nearest images, times one plus the
-normalized entropy of their classes. Distance alone also ranks the odd members of a class high (a cat
-in a cage); their neighbours are still mostly of one class, while a photo that belongs to no class sits
-between classes, so its neighbours disagree. Using the neighbours' classes, never the image's own, keeps
-mislabelled images (whose neighbours agree with each other) out of the list. The reported ``score`` is the
-raw score over the dataset's median: how many times more isolated than a typical image.
+The raw score of an image is the mean cosine distance to its 20 nearest images, times one plus the
+normalized entropy of the classes of its 10 nearest. Distance alone also ranks the odd members of a class
+high (a cat in a cage); their nearest neighbours are still mostly of one class, while a photo that belongs
+to no class sits between classes, so its neighbours disagree (a handful of foreign photos of one kind,
+filed under random classes, also disagree among themselves). Using the neighbours' classes, never the
+image's own, keeps mislabelled images (whose neighbours agree with each other) out of the list. The
+reported ``score`` is the raw score over the dataset's median: how many times more isolated than a
+typical image.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import numpy as np
 from ..heads import one_blas_thread
 from .vectors import Rows
 
-NEIGHBOURS = 20
+NEIGHBOURS = 20  # whose mean distance counts
+VOTERS = 10  # whose classes count
 
 
 @one_blas_thread
-def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS, voters: int = VOTERS) -> np.ndarray:
     """One score per row, in units of the median row's (higher: more unlike the rest).
 
     Examples
@@ -39,7 +42,7 @@ def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS)
     others[np.arange(len(vectors)), np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)] = False
     distance, index = distance[others].reshape(-1, k), index[others].reshape(-1, k)
     classes = np.unique(labels)
-    share = np.stack([(labels[index] == c).mean(axis=1) for c in classes], axis=1)
+    share = np.stack([(labels[index[:, :voters]] == c).mean(axis=1) for c in classes], axis=1)
     entropy = -(share * np.log(np.where(share > 0, share, 1))).sum(axis=1) / np.log(max(len(classes), 2))
     raw = distance.mean(axis=1) * (1.0 + entropy)
     typical = np.median(raw)

@@ -11,6 +11,7 @@ from .common import Group
 from .audit import audit, report
 from .extract import demo, extract, info
 from .augment import finetune, preview
+from .fixes import relabel
 from . import train as stage_two
 
 
@@ -21,7 +22,7 @@ def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
 
 
-for command in (extract, info, demo, audit, report):
+for command in (extract, info, demo, audit, relabel, report):
     main.add_command(command)
 for command in (preview, finetune):
     main.add_command(command)
