@@ -43,9 +43,11 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
     per_class = min(len(np.unique(groups[y == c])) for c in range(n_classes))
     splitter = StratifiedGroupKFold(n_splits=max(2, min(folds, per_class)), shuffle=True, random_state=seed)
     proba = np.zeros((len(y), n_classes))
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, warm_start=True))
     for fit_rows, held_out in splitter.split(X, y, groups):
         fit_rows = fit_rows[usable[fit_rows]]
-        head = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        # start from the previous fold's solution (folds differ little), unless a class is missing here
+        head.set_params(logisticregression__warm_start=len(np.unique(y[fit_rows])) == n_classes)
         head.fit(X[fit_rows], y[fit_rows])
         proba[np.ix_(held_out, head[-1].classes_)] = head.predict_proba(X[held_out])
     return proba[score_rows]

@@ -97,10 +97,11 @@ def _info_text(d: dict) -> str:
               help="Folder holding Keras weight files. [env: TRANSFER_WEIGHTS_DIR]")
 @json_option
 def demo(workdir: str, weights_dir: str | None, as_json: bool) -> None:
-    """Run the pipeline end to end on the built-in sample (handwritten digits as 96 px PNGs)."""
+    """Run the pipeline end to end on the built-in sample (handwritten digits as 96 px PNGs), ending with a report."""
     from ..demo import run_demo
     from .train import comparison_table
 
     result = run_demo(workdir, weights_dir, progress=progress_bars(not as_json and sys.stderr.isatty()))
     emit(result, as_json, lambda r: _extract_text(r["extract"]) + "\n\n" + _info_text(r["info"]) + "\n\n"
-         + comparison_table(r["compare"]))
+         + comparison_table(r["compare"]) + f"\n\nreport: {r['report']} (open it in a browser)\n\nnext:\n"
+         + "\n".join(f"  {command}" for command in r["next"]))
