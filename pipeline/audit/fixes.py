@@ -109,6 +109,11 @@ def plan_fixes(data_dir: str | os.PathLike, fix_list: str | os.PathLike) -> list
 
     Raises :class:`PipelineError` naming the file, the row (the header is row 1) and the field at the
     first row that cannot be applied safely.
+
+    Examples
+    --------
+    >>> plan_fixes("data/pets", "fixes.csv")[0]   # doctest: +SKIP
+    Move(source='train/cats/cat.17.jpg', target='train/dogs/cat.17.jpg', action='relabel')
     """
     root, fix_list = Path(data_dir), Path(fix_list)
     if not root.is_dir():

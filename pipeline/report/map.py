@@ -40,7 +40,14 @@ def embed(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
 def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray, marked: dict[str, np.ndarray],
                     title: str = "") -> bytes:
     """The map as PNG bytes: dots coloured by ``classes[labels]``, rows where ``marked[name]`` is True
-    ringed (``label_issues``) or crossed (``outliers``)."""
+    ringed (``label_issues``) or crossed (``outliers``).
+
+    Examples
+    --------
+    >>> png = feature_map_png(np.random.rand(40, 16), ["a", "b"], np.arange(40) % 2, {"outliers": np.arange(40) < 2})
+    >>> png[:4]
+    b'\\x89PNG'
+    """
     from ..plots import _pyplot
 
     plt = _pyplot()
