@@ -23,6 +23,7 @@ _EXPORTS = {
     "describe": ("pipeline.info", "describe"),
     "PipelineError": ("pipeline.errors", "PipelineError"),
     "audit_cache": ("pipeline.audit", "audit_cache"),
+    "apply_fixes": ("pipeline.audit.fixes", "apply_fixes"),
     "train": ("pipeline.training", "train"),
     "compare": ("pipeline.training", "compare"),
     "evaluate_run": ("pipeline.training", "evaluate_run"),

@@ -2,7 +2,8 @@
 
 A root holds split folders (``train/``, ``val/`` or ``validation/``, ``test/``), each with
 one folder per class, or class folders directly (one ``train`` split, from which
-``val_fraction`` / ``test_fraction`` are carved by a stable hash of each relative path).
+``val_fraction`` / ``test_fraction`` are carved by a stable hash of each relative path). A ``_removed/``
+folder at the root (photos a reviewed fix list took out, see ``audit/fixes.py``) is ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .hashing import file_sha256, stable_fraction
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 SPLITS = ("train", "val", "test")
+REMOVED_DIR = "_removed"  # where `transfer relabel` puts photos taken out of the dataset; never scanned
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def is_image(name: str) -> bool:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir())
+    return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.name != REMOVED_DIR and p.is_dir())
 
 
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
@@ -222,7 +224,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel))
     for file in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
-        if os.path.realpath(file) not in accounted:
+        if os.path.realpath(file) not in accounted and file.relative_to(root).parts[0] != REMOVED_DIR:
             rel = file.relative_to(root).as_posix()
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]

@@ -36,15 +36,31 @@ def write_digits(root: str | os.PathLike, size: int = SAMPLE_SIZE) -> Path:
 
 
 def run_demo(workdir: str | os.PathLike = "sample", weights_dir: str | None = None, progress=None) -> dict:
-    """Write the sample, extract MobileNetV2 features at 96 px, describe the cache, and compare every head
-    on it (run directories under ``workdir/runs``)."""
+    """Write the sample, extract MobileNetV2 features at 96 px, describe the cache, compare every head on it
+    (run directories under ``workdir/runs``) and write the HTML report of those runs, audit included
+    (``workdir/report.html``). ``"next"`` lists the commands a newcomer would try after it.
+
+    Examples
+    --------
+    >>> run_demo("sample", weights_dir="../shared/weights")["report"]   # doctest: +SKIP
+    'sample/report.html'
+    """
     from .extraction import extract
     from .info import describe
+    from .report import write_report
     from .training import compare
 
     workdir = Path(workdir)
     data = write_digits(workdir / "digits")
     summary = extract(data, backbone="mobilenet_v2", image_size=SAMPLE_SIZE, weights_dir=weights_dir,
                       cache_dir=workdir / "cache", progress=progress)
-    return {"extract": summary, "info": describe(summary["cache"]),
-            "compare": compare(summary["cache"], runs_root=workdir / "runs")}
+    rows = compare(summary["cache"], runs_root=workdir / "runs")
+    report = write_report([r["run_dir"] for r in rows], workdir / "report.html")
+    cache, best = summary["cache"], max(rows, key=lambda r: r["val_accuracy"] or 0)["run_dir"]
+    return {"extract": summary, "info": describe(cache), "compare": rows, "report": report["report"],
+            "next": [f"transfer audit {cache} --output {workdir / 'audit'} --fix-list {workdir / 'fixes.csv'}",
+                     f"transfer relabel {data} {workdir / 'fixes.csv'} --dry-run",
+                     f"transfer extract {data} --backbone mobilenet_v2 --image-size {SAMPLE_SIZE} "
+                     f"--cache-dir {workdir / 'cache'}",
+                     f"transfer predict {best} {data / 'test'}",
+                     "transfer extract YOUR_PHOTOS --backbone mobilenet_v2 --image-size 224"]}

@@ -87,7 +87,8 @@ def test_audit_finds_each_planted_kind_and_nothing_else(planted_cache, pooling, 
     assert paths(found["cross_split"]) == [["train/a/a2.png", "test/a/leak.png"]]
     assert paths(found["near_duplicates"]) == [["train/a/a3.png", "train/a/a3_small.jpg"]]
     assert found["near_duplicates"][0][0]["similarity"] >= 0.97
-    assert [Path(s).name for s in found["sheets"]] == [f"{k}-001.png" for k in KINDS]
+    names = [Path(s).name for s in found["sheets"]]
+    assert names[:4] == [f"{k}-001.png" for k in KINDS] and names[-1] == "outliers.png"
     with Image.open(found["sheets"][0]) as sheet:
         assert sheet.width > 2 * 192 and np.asarray(sheet).std() > 10
 
@@ -149,3 +150,68 @@ def test_class_folders_carved_by_fraction(tmp_path, fast_args):
     assert [sorted(p) for p in paths(found["label_conflicts"])] == [["blue/filed_twice.png", "red/red0.png"]]
     copies = found["exact_duplicates"] + found["cross_split"]
     assert ["blue/blue1 copy.png", "blue/blue1.png"] in [sorted(p) for p in paths(copies)]
+
+
+def blobs(n: int = 60, flips: int = 4, seed: int = 0):
+    """Two clusters of non-negative vectors (like pooled ReLU features) with a tail of hard examples drawn
+    towards the other class, as real photos have; the first ``flips`` images of class 0 are filed as 1."""
+    from pipeline.audit.vectors import Rows
+
+    rng = np.random.default_rng(seed)
+    centres = np.abs(rng.normal(0, 1, (2, 256)))
+    y = np.repeat([0, 1], n)
+    own = 1.0 - 0.5 * rng.beta(1, 5, 2 * n)[:, None]
+    own[:flips] = 1.0  # the flipped images are typical of their true class
+    X = np.abs(own * centres[y] + (1 - own) * centres[1 - y] + rng.normal(0, 0.5, (2 * n, 256)))
+    given = y.copy()
+    given[:flips] = 1
+    images = [Entry("train", "ab"[c], f"train/{'ab'[c]}/{i}.png", f"sha{i}") for i, c in enumerate(given)]
+    return Rows(images, np.zeros(2 * n, int), given, X.astype(np.float32)), y
+
+
+def test_label_issues_are_the_flips_with_their_true_class():
+    from pipeline.audit.labels import find_label_issues
+    from pipeline.audit.vectors import Rows
+
+    rows, truth = blobs()
+    views = Rows(rows.images + rows.images[:10], np.r_[rows.views, np.ones(10, int)], np.r_[rows.labels, rows.labels[:10]],
+                 np.r_[rows.vectors, rows.vectors[:10] * 1.01])  # augmented views of ten images: trained on, not scored
+    found = find_label_issues(views, ["a", "b"])
+    assert sorted(x["path"] for x in found) == [f"train/b/{i}.png" for i in range(4)]
+    assert all(x["suggested"] == "a" and x["class"] == "b" and 0.5 < x["score"] <= 1 for x in found)
+    assert find_label_issues(Rows(rows.images[:3], rows.views[:3], rows.labels[:3], rows.vectors[:3]), ["a", "b"]) == []
+
+
+def test_outlier_score_puts_a_foreign_vector_first():
+    from pipeline.audit.outliers import find_outliers, outlier_scores
+    from pipeline.audit.vectors import Rows
+
+    rows, _ = blobs()
+    foreign = np.zeros(256, np.float32)
+    foreign[::7] = 3.0  # a direction neither cluster has
+    rows = Rows(rows.images + [Entry("train", "a", "train/a/flower.png", "shaf")], np.r_[rows.views, 0],
+                np.r_[rows.labels, 0], np.r_[rows.vectors, foreign[None]])
+    scores = outlier_scores(rows.vectors, rows.labels)
+    assert scores.argmax() == len(scores) - 1 and scores[-1] > 1.5 and np.median(scores) == pytest.approx(1.0)
+    top = find_outliers(rows, top=3)
+    assert [x["path"] for x in top][:1] == ["train/a/flower.png"] and len(top) == 3 and top[0]["suggested"] is None
+    assert find_outliers(rows, top=None, min_score=1.5) == [x for x in find_outliers(rows, top=None) if x["score"] >= 1.5]
+
+
+def test_audit_command_ranked_lists_and_options(tmp_path, fast_args):
+    root = make_folder(tmp_path / "d", {"train": 6, "val": 3, "test": 2})
+    cache = pipeline.extract(root, **fast_args)["cache"]
+    runner = CliRunner()
+    full = json.loads(runner.invoke(main, ["audit", cache, "--json"]).stdout)
+    assert full["splits"] == ["train", "val"] and len(full["outliers"]) == 18
+    assert all(x["split"] != "test" for x in full["outliers"] + full["label_issues"])
+    assert set(full["outliers"][0]) == {"path", "split", "class", "suggested", "score"}
+    top = json.loads(runner.invoke(main, ["audit", cache, "--top", "3", "--include-test", "--json"]).stdout)
+    assert top["splits"] == ["train", "val", "test"] and len(top["outliers"]) == 3 and len(top["label_issues"]) <= 3
+    none = json.loads(runner.invoke(main, ["audit", cache, "--min-score", "50", "--json"]).stdout)
+    assert none["outliers"] == [] and none["label_issues"] == []
+    text = runner.invoke(main, ["audit", cache, "--top", "2", "--fix-list", str(tmp_path / "f.csv")])
+    assert text.exit_code == 0 and "outliers in train+val: 2" in text.stdout and "transfer relabel" in text.stdout
+    listed = json.loads(runner.invoke(main, ["audit", cache, "--top", "2", "--json"]).stdout)
+    rows = (tmp_path / "f.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [x["path"] for x in listed["label_issues"] + listed["outliers"]]

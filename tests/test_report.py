@@ -136,6 +136,20 @@ def test_report_of_a_real_run_is_one_file_with_the_audit(tmp_path):
     assert all(link.startswith("#") for link in found.links)
     text = page.read_text(encoding="utf-8")
     assert "exact duplicates: 1" in text and "train/rural/rural22.jpeg" in text and "train/rural/rural8.jpeg" in text
+    assert "Map of the features" in text and "<h3>outliers: 20</h3>" in text and "<h3>label issues: " in text
+    assert len(found.images) >= 3 + 1 + 20  # confusion, the copies, the map, a thumbnail per outlier
+
+
+def test_report_maps_the_features_and_marks_the_findings(runs, tmp_path):
+    page = Path(pipeline.write_report(runs, tmp_path / "report.html")["report"])
+    text = page.read_text(encoding="utf-8")
+    uri = text.split('alt="feature map"')[0].rsplit('src="', 1)[1].split('"')[0]
+    feature_map = np.asarray(decode(uri).convert("RGB"), dtype=np.float32)
+    assert feature_map.shape[0] > 300 and feature_map.shape[1] > 300
+    colourful = (feature_map.max(axis=2) - feature_map.min(axis=2)) > 60
+    assert colourful.sum() > 100  # the dots of the classes show, under the outlier crosses of this tiny set
+    assert "<h3>outliers: 20</h3>" in text and "score: distance to the nearest images" in text
+    assert "transfer relabel DATA_DIR fixes.csv" in text
 
 
 def test_compare_writes_the_report_too(tmp_path, fast_args):

@@ -18,34 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import EXACT_KINDS, Entry, exact_groups, sort_key
-from ..store import FeatureFile
 
 KINDS = (*EXACT_KINDS, "near_duplicates")
-POOL_ROWS = 256
-
-
-def _pooled(f: FeatureFile, split: str, keep: np.ndarray) -> np.ndarray:
-    """Feature vectors of the kept rows, maps average-pooled, read in blocks of rows."""
-    ds = f.features(split)
-    blocks = []
-    for start in range(0, ds.shape[0], POOL_ROWS):
-        block = f.finite(split, ds[start:start + POOL_ROWS].astype(np.float32)[keep[start:start + POOL_ROWS]])
-        blocks.append(block.reshape(len(block), -1, block.shape[-1]).mean(axis=1) if block.ndim > 2 else block)
-    return np.concatenate(blocks) if blocks else np.zeros((0, ds.shape[-1] if ds.ndim > 1 else 0), np.float32)
-
-
-def read_images(f: FeatureFile) -> tuple[list[Entry], np.ndarray]:
-    """The original images of every split and their pooled feature vectors (one row each)."""
-    classes = f.classes
-    images: list[Entry] = []
-    vectors = []
-    for split in f.splits:
-        keep = f.column(split, "view") == 0
-        labels, paths, shas = (f.column(split, c)[keep] for c in ("labels", "paths", "sha256"))
-        images += [Entry(split, classes[int(y)], p, s) for y, p, s in zip(labels, paths, shas)]
-        vectors.append(_pooled(f, split, keep))
-    vectors = [v for v in vectors if len(v)]
-    return images, (np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32))
 
 
 def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:

@@ -1,4 +1,5 @@
-"""Thumbnails and contact sheets: a row of pictures with captions, one PNG per audit finding."""
+"""Thumbnails and contact sheets: rows of pictures with captions, one PNG per duplicate finding and one per
+ranked list (label issues, outliers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ..atomic import replacing
 from ..images import MAX_PIXELS
+from . import LISTS
 from .duplicates import KINDS
 
 THUMB = 192
@@ -17,6 +19,7 @@ PAD = 8
 LINE = 16
 BACKGROUND = (255, 255, 255)
 PLACEHOLDER = (220, 220, 220)
+GRID = 6
 
 
 def thumbnail(path: Path, px: int = THUMB) -> Image.Image:
@@ -39,16 +42,18 @@ def thumbnail(path: Path, px: int = THUMB) -> Image.Image:
         return im
 
 
-def contact_sheet(items: list[tuple[Path, list[str]]], title: str, px: int = THUMB) -> Image.Image:
-    """One row of thumbnails, each with caption lines under it, below a title."""
+def contact_sheet(items: list[tuple[Path, list[str]]], title: str, px: int = THUMB, columns: int = 0) -> Image.Image:
+    """Thumbnails with caption lines under each, below a title, ``columns`` to a row (0: one row)."""
     font = ImageFont.load_default(12)
     lines = max((len(c) for _, c in items), default=0)
     cell_w, cell_h = px + 2 * PAD, px + PAD + lines * LINE + PAD
-    sheet = Image.new("RGB", (max(1, len(items)) * cell_w, 2 * LINE + cell_h), BACKGROUND)
+    columns = min(columns or len(items), len(items)) or 1
+    rows = -(-len(items) // columns) or 1
+    sheet = Image.new("RGB", (columns * cell_w, 2 * LINE + rows * cell_h), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     draw.text((PAD, PAD // 2), title, fill=(0, 0, 0), font=ImageFont.load_default(14))
     for k, (path, caption) in enumerate(items):
-        x, y = k * cell_w + PAD, 2 * LINE
+        x, y = (k % columns) * cell_w + PAD, 2 * LINE + (k // columns) * cell_h
         thumb = thumbnail(path, px)
         sheet.paste(thumb, (x + (px - thumb.width) // 2, y + (px - thumb.height) // 2))
         for n, text in enumerate(caption):
@@ -63,8 +68,18 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text
 
 
+def caption(finding: dict) -> list[str]:
+    """Caption lines of a label issue or an outlier: where it is, what it is filed as, its score."""
+    if finding.get("suggested"):
+        return [f"{finding['split']} / {finding['class']} -> {finding['suggested']}", finding["path"],
+                f"p(label wrong) {finding['score']:.2f}"]
+    return [f"{finding['split']} / {finding['class']}", finding["path"], f"{finding['score']:.2f} x typical distance"]
+
+
 def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
-    """``<out_dir>/<kind>-<nnn>.png`` for every group of an audit result; returns the paths written."""
+    """``<out_dir>/<kind>-<nnn>.png`` for every duplicate group of an audit result, and
+    ``<out_dir>/<list>.png`` (a grid, most suspicious first) for each non-empty ranked list;
+    returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in KINDS:
@@ -74,5 +89,11 @@ def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
             target = out_dir / f"{kind}-{n:03d}.png"
             with replacing(target) as tmp:
                 contact_sheet(items, kind.replace("_", " ")).save(tmp)
+            written.append(str(target))
+    for name in LISTS:
+        if found.get(name):
+            target = out_dir / f"{name}.png"
+            title = f"{name.replace('_', ' ')}, most suspicious first"
+            contact_sheet([(root / x["path"], caption(x)) for x in found[name]], title, columns=GRID).save(target)
             written.append(str(target))
     return written

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from . import audit, demo, extract, finetune, report, train
+from . import audit, demo, extract, finetune, fixes, report, train
 from .common import Group
 
-STAGES = (extract, train, finetune, audit, report, demo)
+STAGES = (extract, train, finetune, audit, fixes, report, demo)
 
 
 @click.group(cls=Group)

@@ -2,7 +2,8 @@
 
 The page holds the table of heads (backbone, head, val and test accuracy, fit time), each run's
 training curves and confusion matrices, its most confidently misclassified val/test images, and the
-audit of every feature file the runs were trained on. It needs no network and opens from disk.
+audit of every feature file the runs were trained on: duplicates and leakage, a 2-D map of the features,
+label issues and outliers. It needs no network and opens from disk.
 """
 
 from __future__ import annotations
@@ -121,6 +122,27 @@ def _audit_section(cache: str, root: Path, threshold: float) -> str:
             parts.append(f'<div class="group">{"".join(cards)}</div>')
         if len(groups) > SHOWN_GROUPS:
             parts.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more (`transfer audit {html.escape(cache)}`).</p>")
+    return "\n".join(parts + [_findings_section(cache, root, found)])
+
+
+def _findings_section(cache: str, root: Path, found: dict) -> str:
+    """The map of the features with the findings marked, then the label-issue and outlier galleries."""
+    from .map import cache_map_png
+
+    where = " and ".join(found["splits"])
+    parts = [f"<h3>Map of the features</h3><p>Each dot is an image, coloured by its class folder; rings mark "
+             f"label issues and crosses outliers (searched in {where}).</p>",
+             f'<p><img class="plot" src="{data_uri(cache_map_png(cache, found), "image/png")}" alt="feature map"></p>']
+    for name, what in (("label_issues", "out-of-fold probability that the label is wrong"),
+                       ("outliers", "distance to the nearest images, in units of the typical image's")):
+        shown = found[name][:SHOWN_GROUPS]
+        parts.append(f"<h3>{name.replace('_', ' ')}: {len(found[name])}</h3><p>Most suspicious first; score: {what}.</p>")
+        cards = [_card(root / x["path"], [x["path"], f"given {x['class']}"]
+                       + ([f"suggested {x['suggested']}"] if x["suggested"] else [])
+                       + [f"score {x['score']:.2f}"], "wrong" if x["suggested"] else "") for x in shown]
+        parts.append(f'<div class="grid">{"".join(cards)}</div>' if cards else "<p>None found.</p>")
+    parts.append(f"<p>To act on them: <code>transfer audit {html.escape(cache)} --fix-list fixes.csv</code>, review the "
+                 "action column, then <code>transfer relabel DATA_DIR fixes.csv</code>.</p>")
     return "\n".join(parts)
 
 

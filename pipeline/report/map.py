@@ -1,0 +1,93 @@
+"""A 2-D map of the cached features: one dot per image, coloured by class, the audit's findings marked.
+
+t-SNE (scikit-learn) of the L2-normalized vectors after PCA to 50 dimensions. Measured against UMAP on
+hymenoptera + hotdog_nothotdog (648 images, MobileNetV2 224 px): t-SNE kept neighbourhoods a little
+better (trustworthiness 0.966 vs 0.957; 5-NN class accuracy in 2-D 0.90 vs 0.89, 0.91 in 50-D) in 2.3 s
+on one thread, against 0.8 s for UMAP plus 13 s of JIT compilation on its first call in a process, and
+UMAP would add numba and llvmlite to the dependencies.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+PCA_DIMS = 50
+MARKERS = {"label_issues": ("o", "label issue"), "outliers": ("X", "outlier")}
+
+
+def embed(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``(N, 2)`` t-SNE coordinates of ``vectors`` (one thread: on a busy machine OpenMP threads made it 8x slower).
+
+    Examples
+    --------
+    >>> embed(np.random.rand(40, 16)).shape
+    (40, 2)
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    if len(vectors) < 4:
+        return np.zeros((len(vectors), 2))
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    with threadpool_limits(1):
+        reduced = PCA(min(PCA_DIMS, *unit.shape), random_state=seed).fit_transform(unit)
+        return TSNE(2, init="pca", perplexity=min(30.0, (len(vectors) - 1) / 3), random_state=seed).fit_transform(reduced)
+
+
+def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray, marked: dict[str, np.ndarray],
+                    title: str = "") -> bytes:
+    """The map as PNG bytes: dots coloured by ``classes[labels]``, rows where ``marked[name]`` is True
+    ringed (``label_issues``) or crossed (``outliers``).
+
+    Examples
+    --------
+    >>> png = feature_map_png(np.random.rand(40, 16), ["a", "b"], np.arange(40) % 2, {"outliers": np.arange(40) < 2})
+    >>> png[:4]
+    b'\\x89PNG'
+    """
+    from ..plots import _pyplot
+
+    plt = _pyplot()
+    xy = embed(vectors)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    size = float(np.clip(4000 / max(len(xy), 1), 8, 40))  # dots visible on small sets, apart on large ones
+    for k, name in enumerate(classes):
+        at = labels == k
+        if at.any():
+            ax.scatter(xy[at, 0], xy[at, 1], s=size, color=colours(k % colours.N), alpha=0.7, label=name)
+    for name, rows in marked.items():
+        marker, legend = MARKERS[name]
+        if rows.any():
+            ax.scatter(xy[rows, 0], xy[rows, 1], s=3 * size, marker=marker, facecolors="none" if marker == "o" else "black",
+                       edgecolors="black", linewidths=1.2, label=f"{legend} ({int(rows.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "t-SNE of the cached features")
+    ax.legend(loc="best", fontsize=8, markerscale=1.0)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def cache_map_png(cache_file, found: dict) -> bytes:
+    """The map of every image in a feature file, with the ``label_issues`` and ``outliers`` of ``found``
+    (an :func:`pipeline.audit.audit_cache` result) marked.
+
+    Examples
+    --------
+    >>> png = cache_map_png("cache/pets/mobilenet_v2-224-avg.h5", audit_cache("cache/pets/mobilenet_v2-224-avg.h5"))  # doctest: +SKIP
+    """
+    from ..audit.vectors import read_rows
+    from ..store import FeatureFile
+
+    with FeatureFile(cache_file) as f:
+        rows, classes = read_rows(f), f.classes
+    paths = np.array([e.path for e in rows.images])
+    marked = {name: np.isin(paths, [x["path"] for x in found.get(name, [])]) for name in MARKERS}
+    return feature_map_png(rows.vectors, classes, rows.labels, marked, f"t-SNE of {len(paths)} images")
