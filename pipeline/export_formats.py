@@ -46,6 +46,7 @@ class Format:
     min_top1: float = 0.0
     input_dtype: str = "float32"
     calibrated: bool = False  # write needs calibration batches of the run's train images
+    bfloat16: bool = False  # the runtime computes a base whose convolutions run in bfloat16 (--precision bfloat16)
 
     def output_problem(self, output: Path) -> str:
         """Why ``output`` cannot take this format ('' when it can)."""
@@ -117,8 +118,9 @@ def _load_tflite(path: Path) -> Runner:
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("keras", ".keras", "keras", _write_keras, _load_keras, TOLERANCES["keras"]),
-    Format("savedmodel", "", "tensorflow", _write_savedmodel, _load_savedmodel, TOLERANCES["savedmodel"]),
+    Format("keras", ".keras", "keras", _write_keras, _load_keras, TOLERANCES["keras"], bfloat16=True),
+    Format("savedmodel", "", "tensorflow", _write_savedmodel, _load_savedmodel, TOLERANCES["savedmodel"],
+           bfloat16=True),
     Format("onnx", ".onnx", "onnxruntime", _write_onnx, _load_onnx, TOLERANCES["onnx"]),
     Format("tflite", ".tflite", "litert", _tflite_writer("none"), _load_tflite, TOLERANCES["tflite"]),
     Format("tflite-float16", ".tflite", "litert", _tflite_writer("float16"), _load_tflite,

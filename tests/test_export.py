@@ -26,8 +26,9 @@ from pipeline.cli.train import export_table
 from pipeline.errors import PipelineError
 from pipeline.export_formats import FORMATS
 from pipeline.export_images import stratified
-from pipeline.exporting import judge
+from pipeline.exporting import judge, tolerance
 from pipeline.images import decode_all, load_image
+from pipeline.runs import open_run
 
 SIZE = 128
 NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
@@ -169,6 +170,18 @@ def test_refusals_name_the_fix(setup, tmp_path):
 
 
 @needs_shared
+def test_bfloat16_runs_export_to_tensorflow_only_and_float16_features_widen_the_tolerance(setup, tmp_path):
+    run = Path(shutil.copytree(setup["runs"]["logreg"], tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    config["features"].update(precision="bfloat16", store_dtype="float16")
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PipelineError, match="cannot run this run's --precision bfloat16 base; export it as keras"):
+        export(run, tmp_path / "m.onnx", "onnx")
+    assert tolerance(FORMATS["onnx"], open_run(run)) == 1e-2 and tolerance(FORMATS["tflite-int8"], open_run(run)) is None
+    assert tolerance(FORMATS["onnx"], open_run(setup["runs"]["logreg"])) == 1e-4
+
+
+@needs_shared
 def test_text_table(setup):
     table = export_table(setup["reports"]["tflite-int8"]).splitlines()
     assert table[0].startswith(str(setup["out"] / "model-int8.tflite")) and "uint8 RGB 0..255" in table[0]
@@ -199,6 +212,16 @@ def test_replacing_folder_is_whole_or_absent(tmp_path):
         (tmp / "b").write_text("2")
         raise RuntimeError("conversion failed")
     assert [p.name for p in tmp_path.iterdir()] == ["saved"] and [p.name for p in target.iterdir()] == ["a"]
+
+
+@needs_shared
+def test_the_readme_draft_line_decodes_as_predict():
+    photo = max((SHARED_DATA / "hymenoptera" / "val" / "ants").iterdir(), key=lambda f: f.stat().st_size)
+    with Image.open(photo) as image:
+        assert min(image.size) >= 4 * SIZE  # large enough for a reduced DCT scale
+        image.draft("RGB", (SIZE, SIZE))
+        pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
+    assert np.array_equal(pixels, load_image(str(photo), SIZE)[0])
 
 
 def readme_snippets() -> dict[str, str]:
