@@ -27,15 +27,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .atomic import replacing
 from .errors import PipelineError
+from .tolerances import INT8_MIN_TOP1, TOLERANCES  # noqa: F401 (the bounds its checks are held to)
 
 ONNX_OPSET = 17  # runs on onnxruntime 1.14 (2023) and later
 QUANTIZATIONS = ("none", "float16", "int8")
 INPUT_NAME, OUTPUT_NAME = "image", "output"
-# The largest relative_diff a converted file may show against Keras. Measured: float32 files 1e-7 to 6e-6
-# (MobileNet, MobileNetV2, EfficientNetB0, VGG16, ResNet50), float16 weights up to 0.025 (MobileNet alpha 0.25).
-TOLERANCES = {"onnx": 1e-4, "tflite": 1e-4, "tflite-float16": 5e-2}
-INT8_MIN_TOP1 = 0.9  # int8 files are judged by top-1 agreement instead: 97.5% and 99.3% measured on photos
 
 
 def cores() -> int:
@@ -57,21 +55,14 @@ def _input_spec(model):
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` beside ``path`` and rename it into place: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)  # created with the umask's permissions, as any file the user writes
+    return Path(path)
 
 
-def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
-    """Convert a Keras model with float32 input ``(None, H, W, 3)`` to an ONNX file (batch dimension open)."""
+def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET, metadata: dict[str, str] | None = None) -> Path:
+    """Convert a Keras model with float32 input ``(None, H, W, 3)`` to an ONNX file (batch dimension open);
+    ``metadata`` goes into the file's ``metadata_props`` (``session.get_modelmeta().custom_metadata_map``)."""
     import tensorflow as tf
     import tf2onnx
 
@@ -90,6 +81,8 @@ def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
     graph = proto.graph
     for value in (graph.input[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
     return _write_atomic(path, proto.SerializeToString())
 
 

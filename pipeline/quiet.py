@@ -19,7 +19,8 @@ from typing import Iterator
 
 NOISE = re.compile(rb"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|"
                    rb"To enable the following instructions|rebuild TensorFlow with the appropriate compiler flags|"
-                   rb"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|failed call to cuInit")
+                   rb"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|failed call to cuInit|"
+                   rb"^fully_quantize: |Created TensorFlow Lite XNNPACK delegate")  # the TFLite converter, LiteRT
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..export_formats import FORMATS as EXPORT_FORMATS
 from ..heads import names as head_names
 from .common import emit, json_option, warn, weights_dir_option
 
@@ -109,14 +110,34 @@ def _predict_text(results: list[dict]) -> str:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--output", required=True, type=click.Path(), help="model.keras, or a folder for --format savedmodel.")
-@click.option("--format", "fmt", default="keras", show_default=True, type=click.Choice(["keras", "savedmodel"]))
+@click.option("--output", required=True, type=click.Path(),
+              help="model.keras, model.onnx, model.tflite, or a folder for --format savedmodel.")
+@click.option("--format", "fmt", default="keras", show_default=True, type=click.Choice(list(EXPORT_FORMATS)))
+@click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False),
+              help="The folder the run's features came from, if it moved (its val images check the export).")
+@click.option("--check-images", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Compare with predict on at most this many val images (train without val).")
+@click.option("--calibration-images", default=300, show_default=True, type=click.IntRange(min=1),
+              help="tflite-int8: calibrate on this many train images (a stratified random sample).")
 @weights_dir_option
 @json_option
-def export(run_dir: str, output: str, fmt: str, weights_dir: str | None, as_json: bool) -> None:
-    """Write one model from RGB pixels (0..255) to class probabilities: preprocessing, base, head."""
+def export(run_dir: str, output: str, fmt: str, data_dir: str | None, check_images: int, calibration_images: int,
+           weights_dir: str | None, as_json: bool) -> None:
+    """Write one model from RGB pixels (0..255) to class probabilities, checked against predict."""
     from ..exporting import export as run
 
-    emit(run(run_dir, output, fmt, weights_dir), as_json,
-         lambda r: f"{r['output']} ({r['format']}): input {tuple(r['input_shape'])} float32 0..255 -> "
-                   f"probabilities of {', '.join(r['classes'])}")
+    emit(run(run_dir, output, fmt, weights_dir, data_dir, check_images, calibration_images), as_json, export_table)
+
+
+def export_table(r: dict) -> str:
+    """The file, its input, and one row: how it compares with predict, its size and speed."""
+    c = r["check"]
+    limit = f"<= {c['tolerance']:.0e}" if c["tolerance"] is not None else f"top-1 >= {c['min_top1']:.0%}"
+    shape = ", ".join(map(str, r["input_shape"]))
+    return "\n".join([
+        f"{r['output']}: ({shape}) {r['input_dtype']} RGB 0..255 -> probabilities of {', '.join(r['classes'])}; "
+        f"labels in {r['labels']}",
+        f"{'format':<15} {'runtime':<12} {'checked on':<14} {'top-1':>7} {'max diff':>9} {'limit':<14} "
+        f"{'size':>9} {'ms/image':>8}",
+        f"{r['format']:<15} {r['runtime']:<12} {c['images']:>4} {c['split']:<9} {100 * c['top1_agreement']:>6.1f}% "
+        f"{c['max_prob_diff']:>9.1e} {limit:<14} {r['bytes'] / 2**20:>6.2f} MB {r['ms_per_image']:>8.2f}"])
