@@ -27,7 +27,6 @@ from .export_formats import Format, Runner
 from .runs import Run, open_run
 from .tolerances import FLOAT16_FEATURES
 
-FORMATS = tuple(export_formats.FORMATS)
 BATCH = 32
 TIMED_CALLS = 20
 
