@@ -9,7 +9,7 @@ import pytest
 from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import backbones, converting
 from pipeline.errors import PipelineError
-from pipeline.exporting import preprocessing_layers
+from pipeline.assemble import assemble
 from pipeline.images import load_image
 
 SIZE = 96
@@ -30,16 +30,10 @@ def _photos(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _base(name: str, size: int, pooling: str, weights: str = "none"):
-    """A preprocessing + frozen base functional model as ``exporting.build_model`` assembles it."""
-    import keras
-
+    """A preprocessing + frozen base functional model, as :func:`pipeline.assemble.assemble` builds it."""
     spec = backbones.get(name)
-    resolved = backbones.resolve_weights(spec, size, weights, str(SHARED_WEIGHTS))
-    inputs = keras.Input((size, size, 3), dtype="float32", name="image")
-    x = inputs
-    for layer in preprocessing_layers(spec.module, "backbone") + [backbones.build(spec, size, pooling, resolved)]:
-        x = layer(x)
-    return keras.Model(inputs, x)
+    return assemble(spec, size, pooling, backbones.resolve_weights(spec, size, weights, str(SHARED_WEIGHTS)),
+                    "backbone")[0]
 
 
 @pytest.fixture(scope="module")
