@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from . import audit, demo, extract, finetune, report, train
-from .common import Group
+from .common import Group, show_library_warnings
 
 
 @click.group(cls=Group)
@@ -16,6 +16,7 @@ from .common import Group
 @click.version_option(package_name="transfer-pipeline")
 def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
+    show_library_warnings()
 
 
 for command in (extract.extract, extract.info, extract.preview, train.train, train.compare, train.predict,
