@@ -18,6 +18,8 @@ POOLINGS = ("avg", "max", "none")
 PREPROCESSINGS = ("backbone", "rescale")
 PRECISIONS = ("float32", "bfloat16")
 STORE_DTYPES = ("float32", "float16")
+RUNTIMES = ("onnx", "tensorflow")  # where a frozen base runs (pipeline.runtimes); not part of the cache key
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
 MAX_BATCH = 1024  # images per forward pass (each batch is padded to one compiled shape)
 
 # what changes the features: the cache key

@@ -34,6 +34,7 @@ from .tolerances import INT8_MIN_TOP1, TOLERANCES  # noqa: F401 (the bounds its 
 ONNX_OPSET = 17  # runs on onnxruntime 1.14 (2023) and later
 QUANTIZATIONS = ("none", "float16", "int8")
 INPUT_NAME, OUTPUT_NAME = "image", "output"
+TF2ONNX_OWN = ("Const", "Placeholder")  # node types tf2onnx turns into initializers and inputs when it writes
 
 
 def cores() -> int:
@@ -60,22 +61,31 @@ def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET, metadata: dict[str, str] | None = None) -> Path:
-    """Convert a Keras model with float32 input ``(None, H, W, 3)`` to an ONNX file (batch dimension open);
-    ``metadata`` goes into the file's ``metadata_props`` (``session.get_modelmeta().custom_metadata_map``)."""
+def trace(model):
+    """An image model's forward pass traced once: a concrete function of float32 ``(None, H, W, 3)`` images
+    (what :func:`to_onnx` converts; calling it gives the reference outputs of a parity check)."""
     import tensorflow as tf
-    import tf2onnx
 
-    forward = tf.function(lambda image: model(image, training=False)).get_concrete_function(_input_spec(model))
+    return tf.function(lambda image: model(image, training=False)).get_concrete_function(_input_spec(model))
+
+
+def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET, forward=None,
+            metadata: dict[str, str] | None = None) -> Path:
+    """Convert a Keras model with float32 input ``(None, H, W, 3)`` to an ONNX file (batch dimension open).
+
+    ``forward``: the model's :func:`trace`, when the caller has one already; ``metadata`` goes into the file's
+    ``metadata_props`` (``session.get_modelmeta().custom_metadata_map``).
+    """
+    import tensorflow as tf
+
+    forward = forward or trace(model)
     # Not tf2onnx.convert.from_function: it takes every captured tensor for a graph input, so the constant
     # mean and variance of a Normalization layer became two more inputs of the ONNX model.
     image, output = forward.inputs[0].name, forward.outputs[0].name
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # tf2onnx calls TF1 functions that log deprecation warnings
     try:
-        frozen = tf2onnx.tf_loader.from_function(forward, [image], [output])
-        proto, _ = tf2onnx.convert.from_graph_def(frozen, input_names=[image], output_names=[output], opset=opset,
-                                                  tensors_to_rename={image: INPUT_NAME, output: OUTPUT_NAME})
+        proto = _onnx_proto(_frozen(forward, image, output), image, output, opset)
     finally:
         logger.setLevel(level)
     graph = proto.graph
@@ -84,6 +94,59 @@ def to_onnx(model, path: str | os.PathLike, opset: int = ONNX_OPSET, metadata: d
     for key, value in (metadata or {}).items():
         proto.metadata_props.add(key=key, value=value)
     return _write_atomic(path, proto.SerializeToString())
+
+
+def _frozen(forward, image: str, output: str):
+    """The traced forward pass as a GraphDef with its variables folded into constants, optimized as tf2onnx
+    optimizes it. tf2onnx's ``from_function`` freezes through ``convert_variables_to_constants_v2``, which also
+    rebuilds a function from the GraphDef, unused here: 60% of freezing MobileNetV2. Where TensorFlow's
+    converter underneath is missing or fails, tf2onnx's way."""
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+
+    try:
+        from tensorflow.python.framework import convert_to_constants as constants
+
+        data = constants._FunctionConverterDataInEager(func=forward, lower_control_flow=False, aggressive_inlining=True)
+        graph_def, _ = constants._replace_variables_by_constants(converter_data=data)
+    except Exception:  # private to TensorFlow: it may move or change
+        return tf_loader.from_function(forward, [image], [output])
+    graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+    with tf.Graph().as_default() as graph, tf_loader.tf_session(graph=graph) as session:
+        tf.import_graph_def(graph_def, name="")
+        return tf_loader.tf_optimize(tf_loader.inputs_without_resource(session, [image]), [output], graph_def)
+
+
+def _onnx_proto(frozen, image: str, output: str, opset: int):
+    """tf2onnx's conversion of a frozen graph, its ONNX optimizers run in place: ``from_graph_def`` deep-copies
+    the whole graph before each optimizer, to roll back one that fails (45% of MobileNetV2's conversion
+    time). An op ONNX cannot express is refused by name; when an optimizer fails instead, the conversion starts
+    again through ``from_graph_def``."""
+    import logging
+
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from tf2onnx import optimizer, tfonnx
+
+    names = dict(input_names=[image], output_names=[output], opset=opset,
+                 tensors_to_rename={image: INPUT_NAME, output: OUTPUT_NAME})
+    logger, level = logging.getLogger("tf2onnx"), logging.getLogger("tf2onnx").level
+    logger.setLevel(logging.CRITICAL)  # what fails is raised, in one line
+    try:
+        with tf.Graph().as_default() as graph:
+            tf.import_graph_def(frozen, name="")
+            onnx_graph = tfonnx.process_tf_graph(graph, **names)
+            unmapped = sorted({n.type for n in onnx_graph.get_nodes()
+                               if not n.domain and not onnx.defs.has(n.type) and n.type not in TF2ONNX_OWN})
+            if unmapped:
+                raise PipelineError(f"ONNX has no counterpart of TensorFlow's {', '.join(unmapped)}")
+            try:
+                return optimizer.optimize_graph(onnx_graph, catch_errors=False).make_model("converted from keras")
+            except Exception:  # tf2onnx's optimizers raise whatever their graph rewrites raise
+                return tf2onnx.convert.from_graph_def(frozen, **names)[0]
+    finally:
+        logger.setLevel(level)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None,

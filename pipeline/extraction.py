@@ -1,7 +1,8 @@
 """Stage one: scan -> plan (what is missing) -> engine -> commit.
 
 Reuse is keyed by content: only images whose sha256 is not yet in the feature file (nor in part
-files left by an interrupted run) are computed; when nothing is missing TensorFlow is not imported.
+files left by an interrupted run) are computed; when nothing is missing no runtime starts, and when the base
+runs on ONNX from the model cache (``<cache_dir>/models``) TensorFlow is not imported.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import backbones, datasets, engines
+from . import backbones, datasets, engines, runtimes
 from .augment import describe as describe_augment
 from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
+from .images import decode_all
 from .store import FeatureCache, Row
 
 
@@ -30,12 +32,17 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             preprocess: str = "backbone", precision: str = "float32", store_dtype: str = "float32",
             batch_size: int = 32, cache_dir: str | os.PathLike = "cache", val_fraction: float = 0.0,
             test_fraction: float = 0.0, engine: str = "local", engine_options: dict | None = None,
-            augment: int = 0, augment_policy: str = "default", seed: int = 0, follow_links: bool = False,
-            progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+            runtime: str = "auto", augment: int = 0, augment_policy: str = "default", seed: int = 0,
+            follow_links: bool = False, progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     """Extract features of every image under ``data_dir`` into ``cache_dir/<dataset>/<config>.h5``.
 
     Returns the summary that ``transfer extract --json`` prints: ``cache``, ``splits``, ``computed``,
-    ``reused``, ``removed``, ``skipped``, ``seconds``, ``timings``, ``images_per_second``.
+    ``reused``, ``removed``, ``skipped``, ``seconds``, ``timings``, ``images_per_second``, ``runtime`` (where
+    the base ran; None when nothing was computed).
+
+    ``runtime``: ``auto`` (see :mod:`pipeline.runtimes.auto`), ``onnx`` or ``tensorflow``. An ONNX base is
+    converted once into ``cache_dir/models`` and checked against TensorFlow on the first images; a conversion
+    that fails or disagrees falls back to TensorFlow with a note.
 
     ``augment=K`` also stores K views of every train image augmented by ``augment_policy`` (see
     :mod:`pipeline.augment`), rows with ``view`` 1..K, reproducible from ``seed``; val and test never are.
@@ -66,11 +73,12 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         raise PipelineError("--augment needs --engine local (the other engines do not augment views yet)")
     engine_options = engine_options or {}
     engines.check(engine, **engine_options)
+    runtimes.check(runtime, precision)
 
     t = time.perf_counter()
     manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction, follow_links))
     resolved = backbones.resolve_weights(spec, size, weights, weights_dir)
-    timings = {"hash": time.perf_counter() - t, "model": 0.0, "compute": 0.0, "commit": 0.0}
+    timings = {"hash": time.perf_counter() - t, "convert": 0.0, "model": 0.0, "compute": 0.0, "commit": 0.0}
     config = FeatureConfig(spec.name, resolved.spec, resolved.sha256, size, pooling, preprocess, precision,
                            store_dtype, views_key, augment, str(manifest.root.resolve()))
     path = Path(cache_dir) / manifest.root.resolve().name / config.file_name()
@@ -89,13 +97,18 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         stored = cache.stored()
         missing = cache.missing(first_path)
         failed = dict(cache.known_errors)  # sha256 -> reason
-        computed = 0
+        computed, ran_on = 0, None
         if missing:
             job = engines.Job(spec, size, pooling, preprocess, precision, resolved, min(batch_size, len(missing)),
-                              str(augment_policy if augment else "none"), seed)
+                              str(augment_policy if augment else "none"), seed, runtime,
+                              model_cache=str(Path(cache_dir) / "models"))
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
             missing.sort(key=lambda k: datasets.SPLITS.index(split_of[k]))  # one run, split after split
             files = [str(manifest.root / first_path[k]) for k in missing]
+            t = time.perf_counter()
+            job, runtime_notes = runtimes.resolve(job, lambda n: decode_all(files[:n], size)[0])
+            timings["convert"], ran_on = time.perf_counter() - t, job.runtime
+            notes += runtime_notes
             bars = _split_bars(progress, Counter(split_of[k] for k in missing))
             outcome = engines.create(engine, job, **engine_options).run(files, missing, cache.parts, bars)
             computed = outcome.computed
@@ -132,6 +145,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "images_per_second": round(computed / compute_seconds, 2) if compute_seconds else 0.0,
+        "runtime": ran_on,
     }
 
 

@@ -1,12 +1,15 @@
 """Use a trained head on new photos: the recorded backbone with identical preprocessing, then the head.
 
 The backbone, weights file (checked by sha256), input size, pooling, preprocessing, precision and stored
-dtype all come from the run's record of its feature file, so new features match the cached ones.
+dtype all come from the run's record of its feature file, so new features match the cached ones. The base
+runs where stage one would run it (``runtime``, see :mod:`pipeline.runtimes`); notes on that choice (a
+conversion that fell back to TensorFlow) go to the ``pipeline`` logger as warnings.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from .config import MAX_BATCH
 from .datasets import is_image
 from .errors import PipelineError
 from .runs import Run, open_run
+
+log = logging.getLogger(__name__)
 
 
 def display_path(path: str) -> str:
@@ -38,29 +43,51 @@ def image_files(paths) -> list[str]:
 
 
 class Extractor:
-    """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them
-    (the same runtime and assembled feature model as ``extract``)."""
+    """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them (the same
+    runtimes and assembled feature model as ``extract``). The runtime is resolved on the first call, whose
+    first images check a conversion to ONNX; :attr:`notes` says what that resolution noted."""
 
-    def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32):
+    def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32,
+                 runtime: str = "auto", model_cache: str | os.PathLike = "cache/models"):
         from . import runtimes
         from .assemble import recorded_backbone
         from .engines import Job
 
+        precision = features.get("precision") or "float32"
+        runtimes.check(runtime, precision)
         spec, weights = recorded_backbone(features, weights_dir)
         self.size = int(features["input_size"])
         self.store_dtype = features.get("store_dtype") or "float32"
-        self.runtime = runtimes.create(Job(spec, self.size, features["pooling"], features["preprocess"],
-                                           features.get("precision") or "float32", weights, batch_size))
+        self.job = Job(spec, self.size, features["pooling"], features["preprocess"], precision, weights, batch_size,
+                       runtime=runtime, model_cache=str(model_cache))
+        self.runtime = None
+        self.notes: list[str] = []
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        step = self.runtime.job.batch_size
+        from . import runtimes
+
+        if self.runtime is None:
+            job, self.notes = runtimes.resolve(self.job, lambda n: pixels[:n])
+            self.runtime = runtimes.create(job)
+        step = self.job.batch_size
         feats = np.concatenate([self.runtime.features(pixels[i:i + step]) for i in range(0, len(pixels), step)])
         return feats.astype(self.store_dtype).astype(np.float32)  # the cache's rounding, if it stores float16
 
 
-def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, batch_size: int = 32) -> list[dict]:
+def model_cache_of(run: Run) -> Path:
+    """The model cache beside the feature cache a run was trained from (``<cache_dir>/models``, where
+    ``extract`` converted its base), or ``cache/models`` when that folder is not on this machine."""
+    cache_dir = Path(run.config["cache"]).parent.parent
+    return cache_dir / "models" if cache_dir.is_dir() else Path("cache") / "models"
+
+
+def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, batch_size: int = 32,
+            runtime: str = "auto", cache_dir: str | os.PathLike | None = None) -> list[dict]:
     """``[{path, label, probabilities: {class: p}}]`` for images (files or folders); unreadable files come
     back with ``label`` None and an ``error`` reason instead of stopping the run.
+
+    ``runtime`` as for :func:`pipeline.extract`; converted bases are cached in ``cache_dir/models`` (by default
+    :func:`model_cache_of` the run).
 
     Examples
     --------
@@ -72,14 +99,17 @@ def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, b
     if not 1 <= batch_size <= MAX_BATCH:
         raise PipelineError(f"--batch-size must be between 1 and {MAX_BATCH}")
     run = open_run(run_dir)
-    head = run.head()
+    predict_proba = run.predict_proba()
     files = image_files(paths)
-    extractor = Extractor(run.features, weights_dir, max(1, min(batch_size, len(files))))
+    models = Path(cache_dir) / "models" if cache_dir is not None else model_cache_of(run)
+    extractor = Extractor(run.features, weights_dir, max(1, min(batch_size, len(files))), runtime, models)
     pixels, kept, reasons = decode_all(files, extractor.size)
     results = [{"path": display_path(path), "label": None, "probabilities": None,
                 **({"error": reasons[i]} if i in reasons else {})} for i, path in enumerate(files)]
     if kept:
-        proba = head.predict_proba(extractor(pixels))
+        proba = predict_proba(extractor(pixels))
+        for note in extractor.notes:
+            log.warning(note)
         if not np.isfinite(proba).all():
             raise PipelineError(f"the head of {run_dir} gives probabilities that are not numbers; train it again")
         for i, row in zip(kept, proba):

@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from . import plots
 from .config import POOLINGS, PRECISIONS, PREPROCESSINGS, RUN_KEYS, STORE_DTYPES, differences, fingerprint
 from .datasets import path_problem
 from .errors import PipelineError
-from .heads import head_class
+from .heads import _arrays, head_class
 
 NAME_BYTES = 200  # a run directory's name stays well under the file system's 255 bytes
 
@@ -144,17 +144,33 @@ class Run:
 
     def head(self):
         """The fitted head, checked against the recorded classes."""
+        head = self._loading(lambda: head_class(self.config["head"]).load(self.dir, self.config["params"]))
+        self._check_classes(len(getattr(head, "classes_", ())))
+        return head
+
+    def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The fitted head's ``predict_proba``, checked against the recorded classes. Linear heads compute it
+        from their saved arrays with numpy (:mod:`pipeline.heads._arrays`): predicting imports no scikit-learn."""
+        loaded = self._loading(lambda: _arrays.load(self.config["head"], self.dir))
+        if loaded is None:
+            return self.head().predict_proba
+        self._check_classes(loaded[1])
+        return loaded[0]
+
+    def _loading(self, load: Callable):
+        """``load()``, with a damaged head file reported in one line."""
         try:
-            head = head_class(self.config["head"]).load(self.dir, self.config["params"])
+            return load()
         except PipelineError:
             raise
         except Exception as exc:  # a damaged head file can fail inside numpy, scikit-learn or Keras
             raise PipelineError(f"{self.dir}: cannot load the fitted {self.config['head']} head "
                                 f"({type(exc).__name__}: {exc}); train again") from None
-        if len(getattr(head, "classes_", ())) != len(self.classes):
-            raise PipelineError(f"{self.dir}: the fitted head has {len(getattr(head, 'classes_', ()))} classes, "
-                                f"config.json lists {len(self.classes)}; the run directory is damaged (train again)")
-        return head
+
+    def _check_classes(self, count: int) -> None:
+        if count != len(self.classes):
+            raise PipelineError(f"{self.dir}: the fitted head has {count} classes, config.json lists "
+                                f"{len(self.classes)}; the run directory is damaged (train again)")
 
     def metrics(self) -> dict:
         """``metrics.json``, checked: {split: {accuracy in [0, 1], fit_seconds >= 0, ...}}."""

@@ -11,6 +11,9 @@ Layout (see ``cache/README.md``)::
     /<split>/view     (N,) 0 = the image itself, k > 0 = its k-th augmented view
     /errors/{path,sha256,reason}  inputs that could not be read
 
+The ``runtimes`` attribute names the runtimes that computed the rows; it is not part of the config's
+fingerprint: features from either runtime agree within a tolerance and share one file.
+
 Writers never touch the published file: finished batches land as part files (renamed into place),
 and a commit writes a complete new file beside the old one and ``os.replace``s it.
 """
@@ -33,7 +36,8 @@ from typing import Iterable, Iterator
 import h5py
 import numpy as np
 
-from .config import FORMAT_VERSION, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig, differences
+from .config import (FORMAT_VERSION, POOLINGS, PRECISIONS, PREPROCESSINGS, RUNTIMES, STORE_DTYPES, FeatureConfig,
+                     differences)
 from .datasets import path_problem
 from .errors import CacheLocked, PipelineError
 
@@ -101,7 +105,28 @@ def attrs_problem(attrs) -> str:
                           ("store_dtype", STORE_DTYPES)):
         if not text(name, allowed):
             return f"attribute {name} {attrs.get(name)!r} is missing or not a value `transfer extract` writes"
+    return _runtimes_problem(attrs)
+
+
+def _runtimes_problem(attrs) -> str:
+    """What is wrong with the optional ``runtimes`` attribute ('' when nothing is): runtimes this version
+    knows, comma-separated."""
+    value = attrs.get("runtimes", "")
+    if not (isinstance(value, str) and set(_names(value)) <= set(RUNTIMES)):
+        return f"attribute runtimes {value!r} is not a comma-separated list of {', '.join(RUNTIMES)}"
     return ""
+
+
+def _names(text: str) -> list[str]:
+    return text.split(",") if text else []
+
+
+def recorded_runtimes(attrs) -> list[str]:
+    """The runtimes that computed a feature file's (or a part file's) rows; files written before the attribute
+    existed were all computed by TensorFlow."""
+    if "runtimes" in attrs:
+        return _names(attrs["runtimes"])
+    return ["tensorflow"]
 
 
 def layout_problem(f: h5py.File) -> str:
@@ -264,6 +289,8 @@ def part_problem(f: h5py.File, fingerprint: str) -> str:
     sha, view, features = columns
     if f.attrs.get("fingerprint") != fingerprint:
         return "it was written for other settings"
+    if _runtimes_problem(f.attrs):
+        return _runtimes_problem(f.attrs)
     if not (_kind_ok(sha, "str") and _kind_ok(view, "iu") and _kind_ok(features, "f")
             and sha.shape[0] == view.shape[0] == features.shape[0]):
         return "its columns have the wrong types or lengths"
@@ -283,13 +310,16 @@ class Parts:
     def __init__(self, directory: Path, fingerprint: str = ""):
         self.dir, self.fingerprint = directory, fingerprint
         self.dropped: list[str] = []
+        self.runtimes: dict[Path, list[str]] = {}  # part -> the runtimes that computed it, filled by index()
 
-    def write(self, keys: list[Key], features: np.ndarray) -> Path:
+    def write(self, keys: list[Key], features: np.ndarray, runtime: str = "tensorflow") -> Path:
+        """A part file of ``features`` keyed by ``keys``, computed by ``runtime``."""
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
         tmp = final.with_suffix(".tmp")
         with h5py.File(tmp, "w", locking=False) as f:
             f.attrs["fingerprint"] = self.fingerprint
+            f.attrs["runtimes"] = runtime
             f["sha256"] = np.array([k[0] for k in keys], dtype=SHA)
             f["view"] = np.array([k[1] for k in keys], dtype=np.int32)
             f["features"] = features
@@ -314,6 +344,7 @@ class Parts:
                     problem = part_problem(f, self.fingerprint)
                     if not problem:
                         found.append((part, f["features"].shape[1:], f["sha256"].asstr()[()], f["view"][()]))
+                        self.runtimes[part] = recorded_runtimes(f.attrs)
             except OSError:  # a part is renamed into place only when complete: this is not one of ours
                 problem = "it is not a readable HDF5 file"
             if problem:
@@ -565,13 +596,23 @@ class FeatureCache:
         if not parts_index and self._holds(classes, splits, errors):
             return False
         shape = self._old_shape() or self.parts.row_shape(parts_index) or (0,)
-        _commit(self.path, self.config.attrs(), classes, splits, errors,
-                _Sources(self._old, self._old_index, parts_index), shape)
+        config = {**self.config.attrs(), "runtimes": self._runtimes(splits, parts_index)}
+        _commit(self.path, config, classes, splits, errors, _Sources(self._old, self._old_index, parts_index), shape)
         self._old = None  # closed by the commit before its rename
         self.parts.clear()
         for stale in self.path.parent.glob(f"{self.path.name}.parts-*"):
             Parts(stale).clear()
         return True
+
+    def _runtimes(self, splits: dict[str, list[Row]], parts_index: dict[Key, tuple[Path, int]]) -> str:
+        """The runtimes that computed the rows about to be published, comma-separated (the published file's
+        rows come from it, as :class:`_Sources` fetches them)."""
+        old = recorded_runtimes(self._old.config) if self._old_index else []
+        used: set[str] = set()
+        for rows in splits.values():
+            for r in rows:
+                used.update(old if r.key in self._old_index else self.parts.runtimes[parts_index[r.key][0]])
+        return ",".join(sorted(used))
 
     def _holds(self, classes: list[str], splits: dict[str, list[Row]], errors: list[dict]) -> bool:
         """Whether the previous file (with this config) already holds exactly these rows and errors."""

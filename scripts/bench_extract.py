@@ -3,14 +3,21 @@
     .venv/bin/python scripts/bench_extract.py DATA_DIR --backbone mobilenet_v2 --image-size 160 --weights-dir DIR [--json]
 
 The headline table (the default section) times, with the same network, input size and precision:
-  bound     the engine's compiled forward pass on an in-memory uint8 batch (no decode, no I/O), ``--batch-size``,
-            timed over the dataset's images: as many batches as extract runs, the last one padded like extract's
+  bound     the TensorFlow runtime's compiled forward pass on an in-memory uint8 batch (no decode, no I/O),
+            ``--batch-size``, timed over the dataset's images: as many batches as extract runs, the last one
+            padded like extract's; ``bound_onnx`` the same batches through the base converted to ONNX Runtime
   tutorial  the tutorials' loop: ``ImageDataGenerator(rescale=1./255).flow_from_directory`` + ``predict`` per 20
   keras     ``image_dataset_from_directory`` + ``model.predict`` (see ``bench_baselines.py``)
-  extract   ``pipeline.extract`` cold in a fresh process: its ``images_per_second`` (the compute phase, as
-            ``--json`` reports it) and the whole run's wall time; then warm, rerun with nothing to compute
-and prints images/s and each as a ratio of the bound. Baselines run per split folder (total images over total
-time); all four are interleaved pass by pass after one warm-up pass each.
+  extract   ``pipeline.extract`` cold (a new feature file) in a fresh process, ``runtime="tensorflow"`` (the
+            engine as it was before ONNX) and ``runtime="onnx"`` with the converted model cached: each one's
+            ``images_per_second`` (the compute phase, as ``--json`` reports it) and whole run's wall time;
+            ``runtime="onnx"`` with an empty model cache (the first run: conversion included); then warm,
+            rerun with nothing to compute
+  limit     the forward pass's FLOPs per image (``hardware.forward_flops``) at this CPU's float32 matmul rate
+            (``hardware.matmul_peak``, numpy, the fastest of 7): the images/s no runtime can beat
+and prints images/s and each as a ratio of the bound and of the limit. Baselines run per split folder (total
+images over total time); all rows are interleaved pass by pass after one warm-up pass each. ONNX rows run
+for float32 only (bfloat16 stays on TensorFlow).
 
 Every measurement is warmed up, repeated ``--repeat`` times and reported as the median, in images per second
 (wall clock; ``best`` is the fastest pass) and CPU milliseconds per image (this process and its finished
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,14 +107,15 @@ def bench_decode(files: list[str], size: int, repeat: int) -> dict:
     return rate(len(files), interleaved({"decode": decode_all}, repeat)["decode"])
 
 
-def engine_for(args, precision: str):
+def engine_for(args, precision: str, runtime: str = "tensorflow", model_cache: str = "cache/models"):
     from pipeline import backbones
     from pipeline.engines import Job
     from pipeline.engines.local import LocalEngine
 
     spec = backbones.get(args.backbone)
     weights = backbones.resolve_weights(spec, args.image_size, args.weights, args.weights_dir)
-    return LocalEngine(Job(spec, args.image_size, args.pooling, "backbone", precision, weights, args.batch_size))
+    return LocalEngine(Job(spec, args.image_size, args.pooling, "backbone", precision, weights, args.batch_size,
+                           runtime=runtime, model_cache=model_cache))
 
 
 def bench_forward(args) -> dict:
@@ -148,9 +157,10 @@ def bench_engine(args, files: list[str], scratch: Path) -> dict:
     return {**out, "computed": computed[-1], "build_seconds": round(first[0], 2)}
 
 
-def extract_in_subprocess(args, cache: Path, precision: str) -> dict:
+def extract_in_subprocess(args, cache: Path, precision: str, runtime: str = "tensorflow") -> dict:
     kwargs = dict(backbone=args.backbone, image_size=args.image_size, pooling=args.pooling, weights=args.weights,
-                  weights_dir=args.weights_dir, batch_size=args.batch_size, precision=precision, cache_dir=str(cache))
+                  weights_dir=args.weights_dir, batch_size=args.batch_size, precision=precision, cache_dir=str(cache),
+                  runtime=runtime)
     code = f"import json, pipeline; print(json.dumps(pipeline.extract({args.data_dir!r}, **{kwargs!r})))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
@@ -168,14 +178,17 @@ def bench_extract(args, scratch: Path) -> dict:
 
 
 def bench_headline(args, files: list[str], scratch: Path) -> dict:
-    """The issue's table: the bound, the tutorials' loop, plain Keras and ``transfer extract`` (cold, warm),
-    same network, input size and precision, interleaved pass by pass; images/s and the ratio to the bound."""
+    """The issue's table: the bounds, the tutorials' loop, plain Keras and ``transfer extract`` (cold on each
+    runtime, first run with conversion, warm), same network, input size and precision, interleaved pass by
+    pass; images/s, the ratio to the TensorFlow bound and to this CPU's limit."""
     import numpy as np
 
     from pipeline import backbones
     from pipeline.assemble import assemble
     from bench_baselines import plain_keras, split_folders, tutorial_loop
+    from hardware import forward_flops, matmul_peak
 
+    with_onnx = args.precision == "float32"
     engine = engine_for(args, args.precision)
     engine.runtime.build()
     spec = backbones.get(args.backbone)
@@ -183,20 +196,37 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
     folders = split_folders(args.data_dir)
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3), np.uint8)
     batches = -(-len(files) // args.batch_size)  # the forward passes extract makes: the last batch is padded
-    counts: dict[str, int] = {"bound": len(files)}
-    summaries: list[dict] = []
+    counts: dict[str, int] = {"bound": len(files), "bound_onnx": len(files)}
+    summaries: dict[str, list[dict]] = {"extract_cold": [], "extract_onnx": [], "extract_onnx_first": []}
+    onnx_cache = scratch / "onnx"  # its models/ keeps the converted base; the feature file goes each pass
 
-    def cold():
-        summaries.append(extract_in_subprocess(args, scratch / f"cold-{len(summaries)}", args.precision))
-        counts["extract_cold"] = summaries[-1]["computed"]
+    def cold(name: str, runtime: str, cache: Callable[[], Path]):
+        def run():
+            summaries[name].append(extract_in_subprocess(args, cache(), args.precision, runtime))
+            counts[name] = summaries[name][-1]["computed"]
+        return run
+
+    def fresh_features() -> Path:
+        shutil.rmtree(onnx_cache / Path(args.data_dir).resolve().name, ignore_errors=True)
+        return onnx_cache
 
     fns = {"bound": lambda: [engine.runtime.features(batch) for _ in range(batches)],
            "tutorial": lambda: counts.__setitem__("tutorial", tutorial_loop(base, folders, args.image_size)),
            "keras": lambda: counts.__setitem__("keras", plain_keras(model, folders, args.image_size,
                                                                      args.batch_size)),
-           "extract_cold": cold}
+           "extract_cold": cold("extract_cold", "tensorflow",
+                                lambda: scratch / f"cold-{len(summaries['extract_cold'])}")}
+    if with_onnx:
+        onnx_engine = engine_for(args, args.precision, "onnx", str(onnx_cache / "models"))
+        onnx_engine.runtime.build()  # converts once, into the cache the extract_onnx runs use
+        fns["bound_onnx"] = lambda: [onnx_engine.runtime.features(batch) for _ in range(batches)]
+        fns["extract_onnx"] = cold("extract_onnx", "onnx", fresh_features)
+        fns["extract_onnx_first"] = cold("extract_onnx_first", "onnx",
+                                         lambda: scratch / f"first-{len(summaries['extract_onnx_first'])}")
+    peak = matmul_peak()
     times = interleaved(fns, args.repeat)
-    last_cache = scratch / f"cold-{len(summaries) - 1}"
+    peak = max(peak, matmul_peak())
+    last_cache = scratch / f"cold-{len(summaries['extract_cold']) - 1}"
     warm_runs: list[dict] = []
     times["extract_warm"] = interleaved(
         {"warm": lambda: warm_runs.append(extract_in_subprocess(args, last_cache, args.precision))}, args.repeat)["warm"]
@@ -204,35 +234,57 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
 
     rows = {name: {"images": counts[name], **rate(counts[name], t), "seconds": round(t[0], 2)}
             for name, t in times.items()}
-    measured = sorted(summaries[1:], key=lambda s: s["images_per_second"])  # summaries[0] was the warm-up
-    median = measured[len(measured) // 2]
-    rows["extract_cold_compute"] = {"images": median["computed"], "images_per_second": median["images_per_second"],
-                                    "timings": median["timings"]}
-    bound = rows["bound"]["images_per_second"]
+    for name, runs in summaries.items():
+        if runs:
+            measured = sorted(runs[1:], key=lambda s: s["images_per_second"])  # runs[0] was the warm-up
+            median = measured[len(measured) // 2]
+            rows[f"{name}_compute"] = {"images": median["computed"], "images_per_second": median["images_per_second"],
+                                       "timings": median["timings"], "runtime": median["runtime"]}
+    flops = forward_flops(model)
+    rows["limit"] = {"images": len(files), "images_per_second": round(peak * 1e9 / flops, 1),
+                     "gflops_per_image": round(flops / 1e9, 3), "matmul_gflops": round(peak, 1)}
+    bound, limit = rows["bound"]["images_per_second"], rows["limit"]["images_per_second"]
     for row in rows.values():
         row["x_bound"] = round(row["images_per_second"] / bound, 2)
-    order = ["bound", "tutorial", "keras", "extract_cold_compute", "extract_cold", "extract_warm"]
-    return {"rows": {name: rows[name] for name in order},
-            "extract_vs_tutorial": round(median["images_per_second"] / rows["tutorial"]["images_per_second"], 2),
-            "warm_computed": warm_runs[-1]["computed"]}
+        row["x_limit"] = round(row["images_per_second"] / limit, 2)
+    out = {"rows": {name: rows[name] for name in LABELS if name in rows}}
+    compute = {name: rows[f"{name}_compute"]["images_per_second"] for name in summaries if f"{name}_compute" in rows}
+    tutorial = rows["tutorial"]["images_per_second"]
+    out["tensorflow_compute_vs_tutorial"] = round(compute["extract_cold"] / tutorial, 2)
+    if with_onnx:
+        out["onnx_compute_vs_tutorial"] = round(compute["extract_onnx"] / tutorial, 2)
+        out["onnx_vs_tensorflow_compute"] = round(compute["extract_onnx"] / compute["extract_cold"], 2)
+        whole = {name: rows[name]["seconds"] for name in summaries}
+        out["onnx_vs_tensorflow_whole_run"] = round(whole["extract_cold"] / whole["extract_onnx"], 2)
+        out["first_run_vs_tensorflow"] = round(whole["extract_cold"] / whole["extract_onnx_first"], 2)
+    out["warm_computed"] = warm_runs[-1]["computed"]
+    return out
 
 
-LABELS = {"bound": "bound: compiled forward pass, in-memory batch",
+LABELS = {"limit": "limit: forward FLOPs at this CPU's matmul rate",
+          "bound": "bound: TensorFlow compiled forward pass, in memory",
+          "bound_onnx": "bound: ONNX Runtime, in memory",
           "tutorial": "tutorials' loop: ImageDataGenerator + predict per 20",
           "keras": "plain Keras: image_dataset_from_directory + predict",
-          "extract_cold_compute": "transfer extract, cold: compute phase (--json)",
-          "extract_cold": "transfer extract, cold: whole run, fresh process",
+          "extract_cold_compute": "extract --runtime tensorflow: compute phase",
+          "extract_onnx_compute": "extract --runtime onnx, cached: compute phase",
+          "extract_onnx_first_compute": "extract --runtime onnx, first run: compute phase",
+          "extract_cold": "extract --runtime tensorflow: whole run, fresh process",
+          "extract_onnx": "extract --runtime onnx, cached: whole run, fresh process",
+          "extract_onnx_first": "extract --runtime onnx, first run (converts): whole run",
           "extract_warm": "transfer extract, warm: nothing to compute"}
 
 
 def print_headline(result: dict) -> None:
-    print(f"\n{'':52s} {'images':>6s} {'images/s':>9s} {'best':>7s} {'CPU-ms/img':>10s} {'x bound':>7s}")
+    print(f"\n{'':56s} {'images':>6s} {'images/s':>9s} {'best':>7s} {'CPU-ms/img':>10s} {'x bound':>7s} "
+          f"{'x limit':>7s}")
     for name, row in result["rows"].items():
         cpu = row.get("cpu_ms_per_image", "")
-        print(f"{LABELS[name]:52s} {row['images']:6d} {row['images_per_second']:9.1f} {row.get('best', ''):>7} "
-              f"{cpu:>10} {row['x_bound']:7.2f}")
-    print(f"transfer extract (compute phase) / tutorials' loop: {result['extract_vs_tutorial']:.2f}x; "
-          f"warm rerun computed {result['warm_computed']} images\n", flush=True)
+        print(f"{LABELS[name]:56s} {row['images']:6d} {row['images_per_second']:9.1f} {row.get('best', ''):>7} "
+              f"{cpu:>10} {row['x_bound']:7.2f} {row['x_limit']:7.2f}")
+    limit = result["rows"]["limit"]
+    print(f"limit: {limit['gflops_per_image']} GFLOPs per image at {limit['matmul_gflops']} GFLOP/s")
+    print(", ".join(f"{k} {v}" for k, v in result.items() if k != "rows") + "\n", flush=True)
 
 
 def bench_accuracy(args, scratch: Path) -> dict:

@@ -29,7 +29,7 @@ from pipeline import converting  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runtimes import keras_base  # noqa: E402
+from pipeline.assemble import assemble  # noqa: E402
 
 
 def split_pixels(root: Path, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def end_to_end(data: Path, size: int, weights_dir: str | None):
     from pipeline import backbones
 
     spec = backbones.get("mobilenet_v2")
-    base = keras_base(spec, size, "avg", backbones.resolve_weights(spec, size, "imagenet", weights_dir))
+    base = assemble(spec, size, "avg", backbones.resolve_weights(spec, size, "imagenet", weights_dir), "backbone")[0]
     train, train_y = split_pixels(data, "train", size)
     logreg = LogisticRegression(C=0.1, max_iter=5000).fit(base.predict(train, verbose=0), train_y)
     coef, intercept = logreg.coef_, logreg.intercept_

@@ -30,10 +30,10 @@ def _photos(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _base(name: str, size: int, pooling: str, weights: str = "none"):
-    """The preprocessing + frozen base model that stage one and the export assemble."""
+    """A preprocessing + frozen base functional model, as :func:`pipeline.assemble.assemble` builds it."""
     spec = backbones.get(name)
-    resolved = backbones.resolve_weights(spec, size, weights, str(SHARED_WEIGHTS))
-    return assemble(spec, size, pooling, resolved, "backbone")[0]
+    return assemble(spec, size, pooling, backbones.resolve_weights(spec, size, weights, str(SHARED_WEIGHTS)),
+                    "backbone")[0]
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
 SLOW_PARTS = """
 import pipeline.store as store
 _write = store.Parts.write
-def write(self, keys, features):
+def write(self, keys, features, runtime):
     time.sleep(0.2)
-    return _write(self, keys, features)
+    return _write(self, keys, features, runtime)
 store.Parts.write = write
 """
 PAUSE_IN_COMMIT = """

@@ -16,7 +16,7 @@ def test_layout_rows_and_labels(tiny_data, fast_args):
     assert s["splits"] == {"train": 12, "val": 6, "test": 4}
     assert s["computed"] == 22 and s["reused"] == 0 and s["skipped"] == []
     timings = s["timings"]
-    assert set(timings) == {"hash", "model", "compute", "decode", "infer", "write", "commit"}
+    assert set(timings) == {"hash", "convert", "model", "compute", "decode", "infer", "write", "commit"}
     assert timings["decode"] + timings["infer"] + timings["write"] <= timings["compute"] + 0.003  # rounded
     assert timings["infer"] > 0
     assert s["images_per_second"] > 0
@@ -25,6 +25,7 @@ def test_layout_rows_and_labels(tiny_data, fast_args):
         for key in ("format_version", "backbone", "weights", "weights_sha256", "input_size", "pooling",
                     "preprocess", "precision", "augment", "keras_version", "tensorflow_version", "created"):
             assert key in f.attrs
+        assert f.attrs["runtimes"] == "tensorflow" == s["runtime"]  # auto keeps VGG16 on TensorFlow
         assert f["train/features"].shape == (12, 512) and f["train/features"].chunks is not None
         paths = f["train/paths"].asstr()[()]
         labels = f["train/labels"][()]

@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 import pipeline.heads
 from pipeline.errors import PipelineError
-from pipeline.heads import head_class, make_head, names
+from pipeline.heads import _arrays, head_class, make_head, names
 from pipeline.heads.base import Head
 from pipeline.heads.dense import parse_units
 
@@ -46,6 +46,19 @@ def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
     older = type(head).load(tmp_path, {**params, "seed": params.pop("random_state") + 4})  # runs before the rename
     assert older.random_state == 4 and "seed" not in older.get_params()
     np.testing.assert_allclose(older.predict_proba(Xv), proba, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(_arrays.PREDICTORS))
+@pytest.mark.parametrize("classes", [2, 3])
+def test_saved_linear_heads_predict_with_numpy_alone(name, classes, tmp_path):
+    X, y = features(20, 15, shape=(2, 2, 6), classes=classes)
+    Xv, yv = features(8, 16, shape=(2, 2, 6), classes=classes)
+    head = make_head(name).fit(X, y, Xv, yv)
+    head.save(tmp_path)
+    proba, count = _arrays.load(name, tmp_path)
+    assert count == classes
+    np.testing.assert_allclose(proba(Xv), head.predict_proba(Xv), atol=1e-6)
+    assert _arrays.load("knn", tmp_path) is None  # heads without a numpy predictor load as themselves
 
 
 @pytest.mark.parametrize("name", names())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from . import audit, demo, extract, finetune, fixes, report, train
-from .common import Group
+from .common import Group, show_library_warnings
 
 STAGES = (extract, train, finetune, audit, fixes, report, demo)
 
@@ -19,6 +19,7 @@ STAGES = (extract, train, finetune, audit, fixes, report, demo)
 @click.version_option(package_name="transfer-pipeline")
 def main(debug: bool) -> None:
     """Transfer learning from ImageNet backbones with a cache of features between two stages."""
+    show_library_warnings()
 
 
 for stage in STAGES:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Callable
 
 import click
 
+from ..config import RUNTIME_CHOICES
 from ..errors import PipelineError
 
 
@@ -87,6 +89,20 @@ def warn(line: str) -> None:
     click.echo(f"warning: {printable(line)}", err=True)
 
 
+class _Warnings(logging.Handler):
+    """The library's logged warnings as ``warning:`` lines (see :func:`warn`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
+def show_library_warnings() -> None:
+    """Print what the ``pipeline`` logger warns about (a note of ``predict``) as ``warning:`` lines."""
+    logger = logging.getLogger("pipeline")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings(logging.WARNING))
+
+
 def progress_bars(enabled: bool):
     """A factory of per-split tqdm bars (images/s), or None when output is not for a terminal."""
     if not enabled:
@@ -110,3 +126,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
                                   help="Folder holding Keras weight files (checked before downloading). "
                                        "[env: TRANSFER_WEIGHTS_DIR]")
+runtime_option = click.option("--runtime", default="auto", show_default=True, type=click.Choice(RUNTIME_CHOICES),
+                              help="Where the frozen base runs: auto picks ONNX Runtime or TensorFlow per backbone "
+                                   "(TensorFlow on a GPU and for bfloat16); converted bases are cached in "
+                                   "<cache-dir>/models.")

@@ -8,7 +8,7 @@ import click
 
 from .. import engines
 from ..config import POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES
-from .common import emit, json_option, progress_bars, warn, weights_dir_option
+from .common import emit, json_option, progress_bars, runtime_option, warn, weights_dir_option
 
 ENGINE_PREFIX = "engine_"
 
@@ -49,12 +49,13 @@ def engine_options(command):
 @click.option("--engine", default="local", show_default=True, type=click.Choice(engines.ENGINES),
               help="local: this process; ray: Ray Data on a cluster (pip install 'transfer-pipeline[ray]').")
 @engine_options
+@runtime_option
 @json_option
 def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, weights: str,
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             augment: int, augment_policy: str, seed: int,
             cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, follow_links: bool,
-            engine: str, as_json: bool, **given) -> None:
+            engine: str, runtime: str, as_json: bool, **given) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
 
@@ -63,6 +64,7 @@ def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, 
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
                   augment=augment, augment_policy=augment_policy, seed=seed, follow_links=follow_links, engine=engine,
                   engine_options={name[len(ENGINE_PREFIX):]: v for name, v in given.items() if v is not None},
+                  runtime=runtime,
                   progress=progress_bars(not as_json and sys.stderr.isatty()))
     for line in summary["warnings"] + summary["notes"]:
         warn(line)

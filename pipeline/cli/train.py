@@ -6,7 +6,7 @@ import click
 
 from ..export_formats import FORMATS as EXPORT_FORMATS
 from ..heads import names as head_names
-from .common import emit, json_option, warn, weights_dir_option
+from .common import emit, json_option, runtime_option, warn, weights_dir_option
 
 
 def _accuracy(value) -> str:
@@ -79,14 +79,17 @@ def comparison_table(rows: list[dict]) -> str:
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write a CSV here instead of printing.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @weights_dir_option
+@runtime_option
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Its models/ folder caches converted bases [default: the one beside the run's feature cache].")
 @json_option
 def predict(run_dir: str, paths: tuple[str, ...], output: str | None, batch_size: int, weights_dir: str | None,
-            as_json: bool) -> None:
+            runtime: str, cache_dir: str | None, as_json: bool) -> None:
     """Classify image files or folders with a trained run (its backbone, then its head)."""
     from ..prediction import predict as run, write_csv
     from ..runs import open_run
 
-    results = run(run_dir, paths, weights_dir, batch_size)
+    results = run(run_dir, paths, weights_dir, batch_size, runtime, cache_dir)
     for r in results:
         if r.get("error"):
             warn(f"skipped {r['path']}: {r['error']}")

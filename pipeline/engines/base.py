@@ -25,6 +25,7 @@ class Job:
     policy: str = "none"  # augmentation policy of views > 0 (see pipeline.augment)
     seed: int = 0
     runtime: str = "tensorflow"  # where the frozen base runs (see pipeline.runtimes)
+    model_cache: str = "cache/models"  # the folder of converted bases, reachable from every worker
 
 
 @dataclass

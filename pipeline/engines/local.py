@@ -55,7 +55,7 @@ class LocalEngine:
             t2 = time.perf_counter()
             failed.update(batch.reasons)
             if good:
-                parts.write([keys[batch.index[j]] for j in good], feats)
+                parts.write([keys[batch.index[j]] for j in good], feats, job.runtime)
             computed += len(good)
             timings["decode"] += t1 - t0
             timings["infer"] += t2 - t1

@@ -79,17 +79,17 @@ class _Infer:
 
         self.runtime = runtimes.create(job)  # the very same forward pass as the local engine
         self.runtime.build()
-        self.batch_size, self.parts = job.batch_size, Parts(Path(parts_dir), fingerprint)
+        self.job, self.parts = job, Parts(Path(parts_dir), fingerprint)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import numpy as np
 
         good = np.flatnonzero(batch["reason"] == "")
-        for start in range(0, len(good), self.batch_size):
-            rows = good[start:start + self.batch_size]
+        for start in range(0, len(good), self.job.batch_size):
+            rows = good[start:start + self.job.batch_size]
             features = self.runtime.features(batch["pixels"][rows])
             keys: list[Key] = [(str(batch["sha256"][i]), int(batch["view"][i])) for i in rows]
-            self.parts.write(keys, features)
+            self.parts.write(keys, features, self.job.runtime)
         return {"index": batch["index"], "reason": batch["reason"]}
 
 

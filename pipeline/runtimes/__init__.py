@@ -1,18 +1,26 @@
 """Where a frozen base runs: each runtime turns uint8 RGB batches into features, as the cache stores them.
 
-Adding a runtime is one module here plus one line in :data:`RUNTIMES`.
+``tensorflow`` runs the assembled Keras model as one traced graph; ``onnx`` runs it converted once to ONNX
+(:mod:`pipeline.runtimes.modelcache`) on ONNX Runtime, without importing TensorFlow once the model is cached.
+``auto`` picks one per backbone and precision (:mod:`pipeline.runtimes.auto`). Features from either agree
+within :data:`pipeline.runtimes.modelcache.TOLERANCE` of their scale.
+
+Adding a runtime is one module here plus one line in :data:`RUNTIMES` (and its name in
+:data:`pipeline.config.RUNTIMES`).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from dataclasses import replace
+from typing import Callable, Protocol
 
 import numpy as np
 
+from ..config import RUNTIME_CHOICES
 from ..errors import PipelineError
 
-RUNTIMES = {"tensorflow": "TensorFlowRuntime"}  # name -> class in pipeline.runtimes.<name>
+RUNTIMES = {"tensorflow": "TensorFlowRuntime", "onnx": "OnnxRuntime"}  # name -> class in pipeline.runtimes.<name>
 
 
 class Runtime(Protocol):
@@ -25,8 +33,39 @@ class Runtime(Protocol):
     def features(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
+def check(runtime: str, precision: str = "float32") -> None:
+    """Refuse an unknown runtime, or ``onnx`` for a precision only TensorFlow runs."""
+    if runtime not in RUNTIME_CHOICES:
+        raise PipelineError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIME_CHOICES)}")
+    if runtime == "onnx" and precision != "float32":
+        raise PipelineError(f"--runtime onnx runs float32 bases only; pass --runtime tensorflow (or auto) with "
+                            f"--precision {precision}")
+
+
+def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
+    """``(job, notes)``: the job with a concrete runtime. ``auto`` follows :func:`pipeline.runtimes.auto.choose`;
+    ``onnx`` needs the converted model, found in ``job.model_cache`` or converted now and checked against
+    TensorFlow on ``sample(n)`` (the job's first ``n`` images); a conversion that fails or disagrees falls back to
+    ``tensorflow`` with a note saying why."""
+    check(job.runtime, job.precision)
+    name = job.runtime
+    if name == "auto":
+        from .auto import choose
+
+        name = choose(job.backbone.name, job.precision)
+    if name != "onnx":
+        return replace(job, runtime=name), []
+    from .modelcache import ConversionRefused, ensure
+
+    try:
+        _, notes = ensure(job, sample)
+    except ConversionRefused as exc:
+        return replace(job, runtime="tensorflow"), [f"{exc}: running on TensorFlow"]
+    return replace(job, runtime="onnx"), notes
+
+
 def create(job) -> Runtime:
-    """The runtime ``job.runtime`` for a :class:`pipeline.engines.Job`."""
+    """The runtime ``job.runtime`` (a concrete one: see :func:`resolve`) for a :class:`pipeline.engines.Job`."""
     if job.runtime not in RUNTIMES:
         raise PipelineError(f"unknown runtime {job.runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     module = importlib.import_module(f"{__name__}.{job.runtime}")
