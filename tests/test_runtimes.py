@@ -214,6 +214,19 @@ def test_cached_extract_and_logreg_predict_never_import_tensorflow(converted, ph
     assert json.loads(lines[-1]) == []
 
 
+@needs_shared
+def test_predict_says_so_when_the_model_cache_cannot_be_written(converted, photos, tmp_path):
+    summary = extract(photos, cache_dir=str(cache_with_model(converted, tmp_path)), **REAL)
+    run = train(summary["cache"], "logreg", run_dir=tmp_path / "run")["run_dir"]
+    (tmp_path / "a_file").write_text("")
+    r = CliRunner().invoke(main, ["predict", str(run), str(photos / "val"), "--weights-dir", str(SHARED_WEIGHTS),
+                                  "--runtime", "onnx", "--cache-dir", str(tmp_path / "a_file" / "cache"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)) == 6
+    (line,) = [x for x in r.stderr.splitlines() if "model cache" in x]
+    assert line.startswith("warning: cannot use the model cache") and line.endswith("running on TensorFlow")
+
+
 def test_a_wrong_runtime_is_refused_in_one_line(tiny_data, fast_args):
     with pytest.raises(PipelineError, match=r"--runtime 'onxx' is not one of: auto, onnx, tensorflow"):
         extract(tiny_data, **fast_args, runtime="onxx")

@@ -45,8 +45,8 @@ def check(runtime: str, precision: str = "float32") -> None:
 def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
     """``(job, notes)``: the job with a concrete runtime. ``auto`` follows :func:`pipeline.runtimes.auto.choose`;
     ``onnx`` needs the converted model, found in ``job.model_cache`` or converted now and checked against
-    TensorFlow on ``sample(n)`` (the job's first ``n`` images); a conversion that fails or disagrees falls back to
-    ``tensorflow`` with a note saying why."""
+    TensorFlow on ``sample(n)`` (the job's first ``n`` images); a conversion that fails or disagrees, or a model
+    cache that cannot be written, falls back to ``tensorflow`` with a note saying why."""
     check(job.runtime, job.precision)
     name = job.runtime
     if name == "auto":
@@ -61,6 +61,9 @@ def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
         _, notes = ensure(job, sample)
     except ConversionRefused as exc:
         return replace(job, runtime="tensorflow"), [f"{exc}: running on TensorFlow"]
+    except OSError as exc:
+        return replace(job, runtime="tensorflow"), [f"cannot use the model cache {job.model_cache} "
+                                                     f"({exc.strerror or exc}): running on TensorFlow"]
     return replace(job, runtime="onnx"), notes
 
 
