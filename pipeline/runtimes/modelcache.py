@@ -152,7 +152,7 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
             forward = converting.trace(model)
             with ThreadPoolExecutor(1) as pool:  # TensorFlow's forward pass runs beside tf2onnx's Python
                 reference = pool.submit(lambda: forward(tf.constant(x)).numpy())
-                converting.to_onnx(model, tmp, forward=forward)
+                converting.to_onnx(model, tmp, forward=forward, optimize=False)
                 reference = reference.result()
             candidate = converting.run_onnx(converting.onnx_session(tmp, input_shape=(job.size, job.size, 3)), x)
             measured = parity(reference, candidate)
