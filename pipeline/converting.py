@@ -29,7 +29,6 @@ import numpy as np
 
 from .atomic import replacing
 from .errors import PipelineError
-from .tolerances import INT8_MIN_TOP1, TOLERANCES  # noqa: F401 (the bounds its checks are held to)
 
 ONNX_OPSET = 17  # runs on onnxruntime 1.14 (2023) and later
 QUANTIZATIONS = ("none", "float16", "int8")

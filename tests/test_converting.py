@@ -8,13 +8,14 @@ import pytest
 
 from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import backbones, converting
+from pipeline.tolerances import INT8_MIN_TOP1, TOLERANCES
 from pipeline.errors import PipelineError
 from pipeline.assemble import assemble
 from pipeline.images import load_image
 
 SIZE = 96
-FLOAT32_TOL = converting.TOLERANCES["onnx"]  # max |a - b| / max(1, max |a|); measured here 4e-6
-FLOAT16_TOL = converting.TOLERANCES["tflite-float16"]  # measured here 0.025
+FLOAT32_TOL = TOLERANCES["onnx"]  # max |a - b| / max(1, max |a|); measured here 4e-6
+FLOAT16_TOL = TOLERANCES["tflite-float16"]  # measured here 0.025
 
 
 def _photos(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +161,7 @@ def test_tflite_int8_takes_pixels_and_agrees_on_photos(tiny, tmp_path):
     assert details["quantization"][0] == pytest.approx(1.0, abs=0.01)
     got = converting.tflite_runner(path)(val)
     assert got.dtype == np.float32
-    assert converting.top1_agreement(model.predict(val, verbose=0), got) >= converting.INT8_MIN_TOP1  # 78/80
+    assert converting.top1_agreement(model.predict(val, verbose=0), got) >= INT8_MIN_TOP1  # 78/80
 
 
 def test_bad_tflite_files_are_refused(tmp_path):

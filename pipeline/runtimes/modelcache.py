@@ -34,8 +34,9 @@ from ..atomic import write_text
 from ..config import package_version, utc_now
 from ..errors import PipelineError
 from ..hashing import file_sha256
+from ..tolerances import TOLERANCES
 
-TOLERANCE = converting.TOLERANCES["onnx"]  # of the features' scale; float32 conversions measure 1e-7 to 6e-6
+TOLERANCE = TOLERANCES["onnx"]  # of the features' scale; float32 conversions measure 1e-7 to 6e-6
 PARITY_IMAGES = 16  # images in the parity batch
 
 
