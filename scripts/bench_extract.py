@@ -12,7 +12,8 @@ The headline table (the default section) times, with the same network, input siz
             engine as it was before ONNX) and ``runtime="onnx"`` with the converted model cached: each one's
             ``images_per_second`` (the compute phase, as ``--json`` reports it) and whole run's wall time;
             ``runtime="onnx"`` with an empty model cache (the first run: conversion included); then warm,
-            rerun with nothing to compute
+            rerun with nothing to compute; where ``--runtime auto`` picks TensorFlow (VGG16, bfloat16), also
+            ``runtime="auto"`` cold, to show it costs nothing over the TensorFlow runtime
   limit     the forward pass's FLOPs per image (``hardware.forward_flops``) at this CPU's float32 matmul rate
             (``hardware.matmul_peak``, numpy, the fastest of 7): the images/s no runtime can beat
 and prints images/s and each as a ratio of the bound and of the limit. Baselines run per split folder (total
@@ -185,6 +186,7 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
 
     from pipeline import backbones
     from pipeline.assemble import assemble
+    from pipeline.runtimes import auto
     from bench_baselines import plain_keras, split_folders, tutorial_loop
     from hardware import forward_flops, matmul_peak
 
@@ -216,6 +218,9 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
                                                                      args.batch_size)),
            "extract_cold": cold("extract_cold", "tensorflow",
                                 lambda: scratch / f"cold-{len(summaries['extract_cold'])}")}
+    if auto.choose(args.backbone, args.precision) == "tensorflow":
+        summaries["extract_auto"] = []
+        fns["extract_auto"] = cold("extract_auto", "auto", lambda: scratch / f"auto-{len(summaries['extract_auto'])}")
     if with_onnx:
         onnx_engine = engine_for(args, args.precision, "onnx", str(onnx_cache / "models"))
         onnx_engine.runtime.build()  # converts once, into the cache the extract_onnx runs use
@@ -257,6 +262,8 @@ def bench_headline(args, files: list[str], scratch: Path) -> dict:
         whole = {name: rows[name]["seconds"] for name in summaries}
         out["onnx_vs_tensorflow_whole_run"] = round(whole["extract_cold"] / whole["extract_onnx"], 2)
         out["first_run_vs_tensorflow"] = round(whole["extract_cold"] / whole["extract_onnx_first"], 2)
+    if "extract_auto" in summaries:
+        out["auto_vs_tensorflow_whole_run"] = round(rows["extract_cold"]["seconds"] / rows["extract_auto"]["seconds"], 2)
     out["warm_computed"] = warm_runs[-1]["computed"]
     return out
 
@@ -272,6 +279,8 @@ LABELS = {"limit": "limit: forward FLOPs at this CPU's matmul rate",
           "extract_cold": "extract --runtime tensorflow: whole run, fresh process",
           "extract_onnx": "extract --runtime onnx, cached: whole run, fresh process",
           "extract_onnx_first": "extract --runtime onnx, first run (converts): whole run",
+          "extract_auto_compute": "extract --runtime auto: compute phase",
+          "extract_auto": "extract --runtime auto: whole run, fresh process",
           "extract_warm": "transfer extract, warm: nothing to compute"}
 
 
