@@ -17,7 +17,7 @@ from test_crash_resume import ARGS, FAST, SLOW_PARTS, assert_same, part_files, s
 
 HOLD_COMMIT = """
 import os
-import pipeline.store as store
+import pipeline.store.writing as store
 _write_split = store._write_split
 def write_split(f, split, *args):
     _write_split(f, split, *args)

@@ -32,7 +32,7 @@ def write(self, keys, features, runtime):
 store.Parts.write = write
 """
 PAUSE_IN_COMMIT = """
-import pipeline.store as store
+import pipeline.store.writing as store
 _write_split = store._write_split
 def write_split(f, split, *args):
     _write_split(f, split, *args)

@@ -235,7 +235,7 @@ def test_class_names_with_dollar_signs_train(tmp_path):
 
 
 def test_a_disk_without_room_refuses_the_commit_and_keeps_the_old_file(made, tmp_path, monkeypatch):
-    from pipeline import store
+    from pipeline.store import writing
 
     data = tmp_path / "data"
     shutil.copytree(made["data"], data)
@@ -243,7 +243,7 @@ def test_a_disk_without_room_refuses_the_commit_and_keeps_the_old_file(made, tmp
     first = extract(data, **args)
     before = Path(first["cache"]).read_bytes()
     make_image(data / "train" / "red" / "new.png", (200, 50, 40), 123)
-    monkeypatch.setattr(store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    monkeypatch.setattr(writing.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     with pytest.raises(PipelineError, match="not enough disk space"):
         extract(data, **args)
     assert Path(first["cache"]).read_bytes() == before
@@ -252,7 +252,7 @@ def test_a_disk_without_room_refuses_the_commit_and_keeps_the_old_file(made, tmp
     def fill_up(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_write_split", fill_up)
+    monkeypatch.setattr(writing, "_write_split", fill_up)
     with pytest.raises(PipelineError, match="disk filled up"):
         extract(data, **args)
     assert Path(first["cache"]).read_bytes() == before and not list(Path(first["cache"]).parent.glob("*.tmp-*"))

@@ -1,0 +1,153 @@
+"""The feature file's layout and its checks: columns, attributes, and what a file must be to be trusted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from ..config import FORMAT_VERSION, POOLINGS, PRECISIONS, PREPROCESSINGS, RUNTIMES, STORE_DTYPES
+from ..datasets import path_problem
+
+STR = h5py.string_dtype("utf-8")
+SHA = h5py.string_dtype("ascii", 64)
+CHUNK_ROWS = 512
+Key = tuple[str, int]  # (sha256, view)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One output row: an image (or one augmented view of it) and where its features come from."""
+
+    path: str
+    label: int
+    sha256: str
+    view: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.sha256, self.view)
+
+
+COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
+HEX = frozenset("0123456789abcdef")
+
+
+def kind_ok(ds: h5py.Dataset, kind: str) -> bool:
+    """Whether ``ds`` has the dtype and rank of a column of ``kind`` (``COLUMNS``' values)."""
+    if kind == "str":
+        return ds.ndim == 1 and h5py.check_string_dtype(ds.dtype) is not None
+    if kind == "f":
+        return ds.dtype.kind == "f" and ds.ndim >= 2
+    return ds.dtype.kind in kind and ds.ndim == 1
+
+
+def plain(ds) -> bool:
+    """A dataset stored in this file, not elsewhere (external storage, a virtual dataset)."""
+    return isinstance(ds, h5py.Dataset) and not ds.external and not ds.is_virtual
+
+
+def stored(ds: h5py.Dataset) -> bool:
+    """Whether the file really holds the rows a dataset declares (a cheap file cannot declare 2**28 rows:
+    reading those would allocate gigabytes of fill values)."""
+    if not ds.shape or ds.shape[0] == 0:
+        return True
+    need = ds.size * ds.dtype.itemsize if h5py.check_string_dtype(ds.dtype) is None else ds.shape[0]
+    return ds.id.get_storage_size() >= need
+
+
+def attrs_problem(attrs) -> str:
+    """What is wrong with a feature file's root attributes ('' when nothing is): each setting of the right
+    type and among the values this version writes."""
+    def text(name: str, allowed: tuple = ()) -> bool:
+        value = attrs.get(name)
+        return isinstance(value, str) and (not allowed or value in allowed)
+
+    size = attrs.get("input_size")
+    if not (isinstance(size, (int, np.integer)) and 8 <= size <= 4096):
+        return f"attribute input_size {size!r} is not an image size in pixels"
+    for name, allowed in (("backbone", ()), ("weights", ()), ("weights_sha256", ()), ("augment", ()),
+                          ("pooling", POOLINGS), ("preprocess", PREPROCESSINGS), ("precision", PRECISIONS),
+                          ("store_dtype", STORE_DTYPES)):
+        if not text(name, allowed):
+            return f"attribute {name} {attrs.get(name)!r} is missing or not a value `transfer extract` writes"
+    return runtimes_problem(attrs)
+
+
+def runtimes_problem(attrs) -> str:
+    """What is wrong with the optional ``runtimes`` attribute ('' when nothing is): runtimes this version
+    knows, comma-separated."""
+    value = attrs.get("runtimes", "")
+    if not (isinstance(value, str) and set(_names(value)) <= set(RUNTIMES)):
+        return f"attribute runtimes {value!r} is not a comma-separated list of {', '.join(RUNTIMES)}"
+    return ""
+
+
+def _names(text: str) -> list[str]:
+    return text.split(",") if text else []
+
+
+def recorded_runtimes(attrs) -> list[str]:
+    """The runtimes that computed a feature file's (or a part file's) rows; files written before the attribute
+    existed were all computed by TensorFlow."""
+    if "runtimes" in attrs:
+        return _names(attrs["runtimes"])
+    return ["tensorflow"]
+
+
+def layout_problem(f: h5py.File) -> str:
+    """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
+
+    Only plain numbers and strings in the documented layout pass: no links to other files, no external
+    or virtual storage, no opaque or object data (nothing a reader could be tricked into running), no more
+    rows declared than stored, labels inside /classes, views of 0 or more, and image paths that stay inside
+    the dataset root.
+    """
+    if "format_version" not in f.attrs or "classes" not in f:
+        return "it is an HDF5 file but not a feature file written by `transfer extract`"
+    version = f.attrs["format_version"]
+    if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
+            and int(version) == FORMAT_VERSION):
+        return f"it has format_version {version!r}; this version reads {FORMAT_VERSION}"
+    problem = attrs_problem(f.attrs)
+    if problem:
+        return problem
+    links: list[str] = []
+    f.visititems_links(lambda name, link: links.append(name) if not isinstance(link, h5py.HardLink) else None)
+    if links:
+        return f"it links to other files or paths ({links[0]})"
+    if not (plain(f["classes"]) and kind_ok(f["classes"], "str") and stored(f["classes"])):
+        return "/classes is not a list of strings"
+    for split in ("train", "val", "test"):
+        if split not in f:
+            continue
+        g = f[split]
+        if not isinstance(g, h5py.Group):
+            return f"/{split} is not a group"
+        lengths = set()
+        for name, kind in COLUMNS.items():
+            ds = g.get(name)
+            if not (plain(ds) and kind_ok(ds, kind)):
+                return f"/{split}/{name} is missing or has the wrong type or shape"
+            if not stored(ds):
+                return f"/{split}/{name} declares {ds.shape[0]} rows but the file does not hold them"
+            lengths.add(ds.shape[0])
+        if len(lengths) != 1:
+            return f"the columns of /{split} have different lengths"
+        labels = g["labels"][()]
+        if len(labels) and not (0 <= labels.min() and labels.max() < f["classes"].shape[0]):
+            return f"/{split}/labels point outside /classes"
+        views = g["view"][()]
+        if len(views) and views.min() < 0:
+            return f"/{split}/view holds negative values"
+        bad = next((p for p in g["paths"].asstr()[()] if path_problem(p)), None)
+        if bad is not None:
+            return f"/{split}/paths: {path_problem(bad)}"
+    errors = f.get("errors")
+    if errors is not None:
+        columns = [errors.get(c) if isinstance(errors, h5py.Group) else None for c in ("path", "sha256", "reason")]
+        if not all(plain(ds) and kind_ok(ds, "str") and stored(ds) for ds in columns) \
+                or len({ds.shape[0] for ds in columns}) != 1:
+            return "/errors is not three string columns of one length (path, sha256, reason)"
+    return ""
