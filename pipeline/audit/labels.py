@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..heads._fitting import one_blas_thread
+from ..blas import one_blas_thread
 from .vectors import Rows
 
 FOLDS = 20

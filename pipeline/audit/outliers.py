@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..heads._fitting import one_blas_thread
+from ..blas import one_blas_thread
 from .vectors import Rows
 
 NEIGHBOURS = 20  # whose mean distance counts

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
-from threadpoolctl import threadpool_limits
 
 from ..errors import PipelineError
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
-def one_blas_thread(method):
-    """Run ``method`` with one BLAS thread: these matrices are small, and on a busy machine competing BLAS
-    threads made logistic regression 20 times slower."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 def flat(X: np.ndarray) -> np.ndarray:

@@ -6,8 +6,9 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 
+from ..blas import one_blas_thread
 from ..errors import PipelineError
-from ._fitting import check_y, flat, one_blas_thread, selection_data
+from ._fitting import check_y, flat, selection_data
 from .base import Head
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
+from ..blas import one_blas_thread
 from ..layers import softmax_dense
 from . import _linear
-from ._fitting import balanced, flat, one_blas_thread
+from ._fitting import balanced, flat
 from .base import Head
 
 

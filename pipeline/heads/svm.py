@@ -7,9 +7,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.svm import LinearSVC
 
+from ..blas import one_blas_thread
 from ..layers import fixed_dense, softmax_dense
 from . import _linear
-from ._fitting import flat, kfold, one_blas_thread
+from ._fitting import flat, kfold
 from .base import Head
 
 
