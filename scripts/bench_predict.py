@@ -87,10 +87,11 @@ def main() -> None:
     args = parser.parse_args()
 
     photos = val_photos(args.data_dir, args.photos)
+    if args.weights_dir:
+        os.environ["TRANSFER_WEIGHTS_DIR"] = args.weights_dir  # every transfer command below finds the file
     with tempfile.TemporaryDirectory(prefix="bench_predict-") as tmp:
-        weights = ["--weights-dir", args.weights_dir] if args.weights_dir else []
         summary = transfer("extract", args.data_dir, "--backbone", args.backbone, "--image-size",
-                           str(args.image_size), "--cache-dir", f"{tmp}/cache", *weights)
+                           str(args.image_size), "--cache-dir", f"{tmp}/cache")
         runs = {head: transfer("train", summary["cache"], "--head", head, "--run-dir", f"{tmp}/run-{head}")["run_dir"]
                 for head in args.heads.split(",")}
         print(f"bench_predict: {len(photos)} photos of {args.data_dir}, {args.backbone} {args.image_size} px, "

@@ -50,15 +50,37 @@ def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(_arrays.PREDICTORS))
 @pytest.mark.parametrize("classes", [2, 3])
-def test_saved_linear_heads_predict_with_numpy_alone(name, classes, tmp_path):
+def test_saved_heads_predict_with_numpy_alone(name, classes, tmp_path):
     X, y = features(20, 15, shape=(2, 2, 6), classes=classes)
     Xv, yv = features(8, 16, shape=(2, 2, 6), classes=classes)
-    head = make_head(name).fit(X, y, Xv, yv)
+    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, yv)
     head.save(tmp_path)
     proba, count = _arrays.load(name, tmp_path)
     assert count == classes
     np.testing.assert_allclose(proba(Xv), head.predict_proba(Xv), atol=1e-6)
     assert _arrays.load("knn", tmp_path) is None  # heads without a numpy predictor load as themselves
+
+
+def test_a_dense_head_predicts_without_keras_and_older_runs_still_load(tmp_path):
+    X, y = features(20, 17, classes=3)
+    head = make_head("dense", **{**FAST["dense"], "units": "16,8"}).fit(X, y)
+    head.save(tmp_path)
+    code = ("import sys, numpy as np\nfrom pipeline.heads import _arrays\n"
+            f"proba, _ = _arrays.load('dense', {str(tmp_path)!r})\n"
+            f"np.save({str(tmp_path / 'p.npy')!r}, proba(np.load({str(tmp_path / 'X.npy')!r})))\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'tensorflow', 'keras'}))")
+    np.save(tmp_path / "X.npy", X)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(pipeline.heads.__file__).parents[2]).stdout
+    assert out.strip() == "[]"
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), head.predict_proba(X), atol=1e-6)
+    with np.load(tmp_path / "head.npz") as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "head.npz", **{**arrays, "kernel_1": arrays["kernel_1"][:3]})
+    with pytest.raises(ValueError, match="do not chain"):
+        _arrays.load("dense", tmp_path)
+    (tmp_path / "head.npz").unlink()  # a dense run saved before its arrays were
+    assert _arrays.load("dense", tmp_path) is None
 
 
 @pytest.mark.parametrize("name", names())

@@ -1,8 +1,10 @@
-"""Probabilities of the saved linear heads (``logreg``, ``svm``) from their ``head.npz`` arrays, with numpy alone.
+"""Probabilities of saved heads (``logreg``, ``svm``, ``dense``) from their ``head.npz`` arrays, with numpy alone.
 
-Importing scikit-learn (and the SciPy and pandas it imports) is most of a fresh ``transfer predict``'s start-up,
-while a linear head's probabilities are a few products. These are scikit-learn's ``predict_proba``: the
-standardization, then ``LogisticRegression``'s sigmoid (two classes) or softmax (tests compare the two).
+Importing scikit-learn (and the SciPy and pandas it imports), or Keras and TensorFlow, is most of a fresh
+``transfer predict``'s start-up, while these heads' probabilities are a few products. The linear ones are
+scikit-learn's ``predict_proba``: the standardization, then ``LogisticRegression``'s sigmoid (two classes) or
+softmax (tests compare the two); ``dense`` is its Keras model's forward pass: ``Normalization``, ``Flatten``,
+``Dense`` + ReLU per hidden layer (``Dropout`` does nothing at inference), ``Dense`` + softmax.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ def _proba(z: np.ndarray) -> np.ndarray:
     if z.shape[1] == 1:
         p = np.exp(-np.logaddexp(0.0, -z[:, 0]))  # the sigmoid, without overflow
         return np.column_stack([1.0 - p, p])
+    return _softmax(z)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -38,13 +44,40 @@ def _svm(state: dict) -> Callable[[np.ndarray], np.ndarray]:
     return proba
 
 
-PREDICTORS = {"logreg": _logreg, "svm": _svm}
+def _dense(state: dict) -> Callable[[np.ndarray], np.ndarray]:
+    layers = _dense_layers(state)
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        h = ((np.asarray(X, np.float32) - state["mean"]) / state["scale"]).reshape(len(X), -1)
+        for i in range(layers - 1):
+            h = np.maximum(h @ state[f"kernel_{i}"] + state[f"bias_{i}"], 0.0)
+        return _softmax(h @ state[f"kernel_{layers - 1}"] + state[f"bias_{layers - 1}"])
+
+    return proba
+
+
+def _dense_layers(state: dict) -> int:
+    """How many ``Dense`` layers a dense head's arrays hold, after checking that they chain: each kernel's
+    width is the next one's height, each bias fits its kernel, the last width is the number of classes, and
+    the standardization's mean and scale have one shape."""
+    layers = sum(1 for k in state if k.startswith("kernel_"))
+    kernels = [state[f"kernel_{i}"] for i in range(layers)]
+    biases = [state[f"bias_{i}"] for i in range(layers)]
+    if (not layers or state["mean"].shape != state["scale"].shape or any(k.ndim != 2 for k in kernels)
+            or any(b.shape != (k.shape[1],) for k, b in zip(kernels, biases))
+            or any(a.shape[1] != b.shape[0] for a, b in zip(kernels, kernels[1:]))
+            or kernels[-1].shape[1] != len(state["classes"])):
+        raise ValueError("the arrays of head.npz do not chain into a network")
+    return layers
+
+
+PREDICTORS = {"logreg": _logreg, "svm": _svm, "dense": _dense}
 
 
 def load(name: str, directory: str | Path) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
     """``(predict_proba, number of classes)`` of the ``name`` head saved in ``directory``; None for a head
-    that is not one of :data:`PREDICTORS`."""
-    if name not in PREDICTORS:
+    that is not one of :data:`PREDICTORS`, or a ``dense`` head saved before it wrote its arrays."""
+    if name not in PREDICTORS or not (Path(directory) / "head.npz").exists():
         return None
     with np.load(Path(directory) / "head.npz", allow_pickle=False) as f:
         state = {k: f[k] for k in f.files}

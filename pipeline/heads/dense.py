@@ -101,9 +101,27 @@ class DenseHead(Head):
         return {"epochs": self.best_epoch_}
 
     def _save(self, directory: Path) -> Path:
+        """``head.keras``, and the network's arrays in ``head.npz`` for predicting without Keras."""
         path = directory / "head.keras"
         self.model_.save(path)
+        np.savez(directory / "head.npz", **self._arrays())
         return path
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The standardization (mean, and the divisor Keras uses: ``max(sqrt(variance), epsilon)``) and each
+        ``Dense`` layer's kernel and bias, as :mod:`pipeline.heads._arrays` reads them."""
+        import keras
+        from keras import ops
+
+        norm = self.model_.get_layer("standardize")
+        mean, variance = (ops.convert_to_numpy(v).astype(np.float32) for v in (norm.mean, norm.variance))
+        arrays = {"classes": np.asarray(self.classes_), "mean": mean,
+                  "scale": np.maximum(np.sqrt(variance), np.float32(keras.backend.epsilon()))}
+        dense = [layer for layer in self.model_.layers if isinstance(layer, keras.layers.Dense)]
+        for i, layer in enumerate(dense):
+            arrays[f"kernel_{i}"] = ops.convert_to_numpy(layer.kernel)
+            arrays[f"bias_{i}"] = ops.convert_to_numpy(layer.bias)
+        return arrays
 
     @classmethod
     def load(cls, directory: str | Path, params: dict) -> "DenseHead":
