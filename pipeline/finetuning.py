@@ -31,6 +31,7 @@ from . import runs
 from .config import fingerprint, utc_now
 from .errors import PipelineError
 from .hashing import file_sha256
+from .heads.dense import network_arrays
 from .images import decode_all
 from .store import FeatureFile
 
@@ -208,6 +209,7 @@ def _write(out: Path, model, base, head, source: runs.Run, data: dict, fit_secon
     weights_file = out / "base.weights.h5"
     base.save_weights(weights_file)
     head.save(out / "head.keras")
+    np.savez(out / "head.npz", **network_arrays(head))  # predict's head without Keras
     features = dict(source.features, weights=weights_file.name,  # relative: the run dir can move
                     weights_sha256=file_sha256(weights_file))
     baseline = source.metrics() if (source.dir / "metrics.json").is_file() else {}

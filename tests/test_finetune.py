@@ -98,6 +98,7 @@ def test_finetune_writes_a_run_that_predict_and_export_rebuild(runs):
     changed = any(not np.array_equal(a, b) for a, b in zip(before, after))
     assert changed == (r["epoch_kept"] > 0)
     assert config["finetune"]["unfrozen"] == 12 and config["head"] == "dense"
+    assert (out / "head.npz").is_file()  # predict below runs the head with numpy
 
     with open(out / "predictions-val.csv") as fh:
         expected = {row["path"]: float(row["p_red"]) for row in csv.DictReader(fh)}

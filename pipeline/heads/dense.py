@@ -32,6 +32,25 @@ def _require_tensorboard() -> None:
         raise PipelineError("--tensorboard needs the tensorboard package: pip install 'transfer-pipeline[tensorboard]'") from None
 
 
+def network_arrays(model) -> dict[str, np.ndarray]:
+    """A dense head's Keras network as the arrays :mod:`pipeline.heads._arrays` predicts with: the
+    standardization (mean, and the divisor Keras uses: ``max(sqrt(variance), epsilon)``), each ``Dense``
+    layer's kernel and bias, and the class indices."""
+    import keras
+    from keras import ops
+
+    def array(value) -> np.ndarray:
+        return ops.convert_to_numpy(value).astype(np.float32)
+
+    norm = model.get_layer("standardize")
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    arrays = {"classes": np.arange(model.output_shape[-1]), "mean": array(norm.mean),
+              "scale": np.maximum(np.sqrt(array(norm.variance)), np.float32(keras.backend.epsilon()))}
+    for i, layer in enumerate(dense):
+        arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = array(layer.kernel), array(layer.bias)
+    return arrays
+
+
 class DenseHead(Head):
     """Keras: Normalization, Flatten when the features are maps, ``Dense(units, relu)`` + ``Dropout`` per
     entry of ``units``, ``Dense(classes, softmax)``; early stopping on val with the best weights restored.
@@ -104,24 +123,8 @@ class DenseHead(Head):
         """``head.keras``, and the network's arrays in ``head.npz`` for predicting without Keras."""
         path = directory / "head.keras"
         self.model_.save(path)
-        np.savez(directory / "head.npz", **self._arrays())
+        np.savez(directory / "head.npz", **network_arrays(self.model_))
         return path
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        """The standardization (mean, and the divisor Keras uses: ``max(sqrt(variance), epsilon)``) and each
-        ``Dense`` layer's kernel and bias, as :mod:`pipeline.heads._arrays` reads them."""
-        import keras
-        from keras import ops
-
-        norm = self.model_.get_layer("standardize")
-        mean, variance = (ops.convert_to_numpy(v).astype(np.float32) for v in (norm.mean, norm.variance))
-        arrays = {"classes": np.asarray(self.classes_), "mean": mean,
-                  "scale": np.maximum(np.sqrt(variance), np.float32(keras.backend.epsilon()))}
-        dense = [layer for layer in self.model_.layers if isinstance(layer, keras.layers.Dense)]
-        for i, layer in enumerate(dense):
-            arrays[f"kernel_{i}"] = ops.convert_to_numpy(layer.kernel)
-            arrays[f"bias_{i}"] = ops.convert_to_numpy(layer.bias)
-        return arrays
 
     @classmethod
     def load(cls, directory: str | Path, params: dict) -> "DenseHead":
