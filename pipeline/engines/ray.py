@@ -3,7 +3,8 @@
 Ray Data splits the file list into blocks for an actor pool whose actors build the job's runtime once,
 then decode their block's files on a thread pool a batch or two ahead of the forward pass, as the local
 engine does. File paths travel between processes rather than decoded pixels, ten times their size: with
-the base on ONNX Runtime, separate Ray Data decode tasks took 0.5x the local engine's time on one machine.
+the base on ONNX Runtime, separate Ray Data decode tasks ran at about half the local engine's images/s on
+one machine.
 Each actor writes its finished batches as part files in ``parts.dir`` (a path every node must reach: local
 disk on one machine, a shared filesystem on a cluster). The driver merges them exactly as for the local
 engine. Ray restarts a killed actor and retries its block.
