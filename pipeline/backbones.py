@@ -156,6 +156,9 @@ def _download(backbone: Backbone, size: int) -> Path:
 
 def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32"):
     """The frozen Keras base (``include_top=False``), pooled or not, with the resolved weights loaded."""
+    if weights.path is None and weights.spec != "none":  # known by sha256 only (a run whose base was converted)
+        raise PipelineError(f"the {weights.spec} weights of {backbone.name} (sha256 {weights.sha256[:12]}...) are not "
+                            "on this machine; pass --weights-dir with the file, or set TRANSFER_WEIGHTS_DIR")
     import keras
 
     state = random.getstate()

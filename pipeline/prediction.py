@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,21 +46,24 @@ def image_files(paths) -> list[str]:
 class Extractor:
     """Stage one for a handful of images: uint8 RGB pixels -> features, as the cache stores them (the same
     runtimes and assembled feature model as ``extract``). The runtime is resolved on the first call, whose
-    first images check a conversion to ONNX; :attr:`notes` says what that resolution noted."""
+    first images check a conversion to ONNX; :attr:`notes` says what that resolution noted. A base already
+    converted in the model cache (keyed by the recorded weights' sha256) needs no weights file."""
 
     def __init__(self, features: dict, weights_dir: str | None = None, batch_size: int = 32,
                  runtime: str = "auto", model_cache: str | os.PathLike = "cache/models"):
-        from . import runtimes
+        from . import backbones, runtimes
         from .assemble import recorded_backbone
         from .engines import Job
 
         precision = features.get("precision") or "float32"
         runtimes.check(runtime, precision)
-        spec, weights = recorded_backbone(features, weights_dir)
+        recorded = backbones.Weights(features["weights"], None, features["weights_sha256"])
         self.size = int(features["input_size"])
         self.store_dtype = features.get("store_dtype") or "float32"
-        self.job = Job(spec, self.size, features["pooling"], features["preprocess"], precision, weights, batch_size,
-                       runtime=runtime, model_cache=str(model_cache))
+        self.job = Job(backbones.get(features["backbone"]), self.size, features["pooling"], features["preprocess"],
+                       precision, recorded, batch_size, runtime=runtime, model_cache=str(model_cache))
+        if features["weights"] == "none" or not runtimes.runs_from_cache(self.job):  # TensorFlow needs the file
+            self.job = replace(self.job, weights=recorded_backbone(features, weights_dir)[1])
         self.runtime = None
         self.notes: list[str] = []
 

@@ -238,3 +238,29 @@ def test_a_wrong_runtime_is_refused_in_one_line(tiny_data, fast_args):
     r = runner.invoke(main, ["extract", str(tiny_data), "--runtime", "onnx", "--precision", "bfloat16"])
     assert r.exit_code == 2 and r.output.strip().splitlines() == [
         "Error: --runtime onnx runs float32 bases only; pass --runtime tensorflow (or auto) with --precision bfloat16"]
+
+
+@needs_shared
+def test_predict_from_the_model_cache_needs_no_weights_file(converted, photos, tmp_path, monkeypatch):
+    from pipeline.prediction import predict
+
+    summary = extract(photos, cache_dir=str(cache_with_model(converted, tmp_path)), **REAL)
+    run = train(summary["cache"], "logreg", run_dir=tmp_path / "run")["run_dir"]
+    want = [p["label"] for p in predict(run, [photos / "val"], weights_dir=str(SHARED_WEIGHTS))]
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(empty))
+    monkeypatch.delenv("TRANSFER_WEIGHTS_DIR", raising=False)
+
+    def offline(backbone, size):
+        raise PipelineError("could not download ImageNet weights (offline)")
+
+    monkeypatch.setattr(backbones, "_download", offline)
+    assert [p["label"] for p in predict(run, [photos / "val"], weights_dir=str(empty))] == want
+    with pytest.raises(PipelineError, match="could not download"):  # TensorFlow needs the file itself
+        predict(run, [photos / "val"], weights_dir=str(empty), runtime="tensorflow")
+    (tmp_path / "cache" / "models").rename(tmp_path / "elsewhere")  # nothing converted: the file is needed
+    with pytest.raises(PipelineError, match="could not download"):
+        predict(run, [photos / "val"], weights_dir=str(empty))
+    with pytest.raises(PipelineError, match="not on this machine"):  # never a silent base with random weights
+        backbones.build(backbones.get("mobilenet_025"), 96, "avg", backbones.Weights("imagenet", None, "0" * 64))

@@ -47,12 +47,7 @@ def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
     ``onnx`` needs the converted model, found in ``job.model_cache`` or converted now and checked against
     TensorFlow on ``sample(n)`` (the job's first ``n`` images); a conversion that fails or disagrees, or a model
     cache that cannot be written, falls back to ``tensorflow`` with a note saying why."""
-    check(job.runtime, job.precision)
-    name = job.runtime
-    if name == "auto":
-        from .auto import choose
-
-        name = choose(job.backbone.name, job.precision)
+    name = concrete(job)
     if name != "onnx":
         return replace(job, runtime=name), []
     from .modelcache import ConversionRefused, ensure
@@ -65,6 +60,27 @@ def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
         return replace(job, runtime="tensorflow"), [f"cannot use the model cache {job.model_cache} "
                                                      f"({exc.strerror or exc}): running on TensorFlow"]
     return replace(job, runtime="onnx"), notes
+
+
+def concrete(job) -> str:
+    """The runtime ``job.runtime`` names, ``auto`` decided (:func:`pipeline.runtimes.auto.choose`) before any
+    conversion or fallback."""
+    check(job.runtime, job.precision)
+    if job.runtime != "auto":
+        return job.runtime
+    from .auto import choose
+
+    return choose(job.backbone.name, job.precision)
+
+
+def runs_from_cache(job) -> bool:
+    """Whether the job's base will run on a converted model already in the model cache: then it needs no
+    weights file, and ``job.weights`` need only carry the recorded sha256."""
+    if concrete(job) != "onnx":
+        return False
+    from .modelcache import ready
+
+    return ready(job)
 
 
 def create(job) -> Runtime:

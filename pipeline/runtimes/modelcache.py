@@ -90,6 +90,15 @@ def ensure(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple[Path
 MISSING = "not converted yet"
 
 
+def ready(job) -> bool:
+    """Whether the job's converted model is in its model cache and usable as it is (no conversion, so no
+    weights file, needed)."""
+    try:
+        return not _problem(model_path(job), key(job))
+    except ConversionRefused:
+        return False
+
+
 def _problem(path: Path, expected: dict) -> str:
     """Why the cached model cannot be used ('' when it can). A recorded refusal raises
     :class:`ConversionRefused` instead."""
