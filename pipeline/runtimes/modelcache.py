@@ -18,6 +18,7 @@ straight to TensorFlow; deleting the sidecar tries again.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -114,12 +115,24 @@ def _problem(path: Path, expected: dict) -> str:
     if "refused" in record:
         raise ConversionRefused(f"{record['refused']} (when converted {record.get('converted', '')}; delete {side} "
                                 "to convert again)")
-    if not path.is_file() or record.get("sha256") != file_sha256(path):
+    if not path.is_file() or record.get("sha256") != _model_sha256(path):
         return "the model file does not match its sidecar's sha256"
     measured = record.get("parity")
     if not (isinstance(measured, float) and measured <= TOLERANCE):
         return f"its recorded parity {measured!r} is not within {TOLERANCE:g}"
     return ""
+
+
+def _model_sha256(path: Path) -> str:
+    """The model file's sha256, hashed once per version of the file in this process (a run checks its model
+    when it picks the runtime and again when it opens it; a rewritten file has another size or mtime)."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 @contextmanager
