@@ -3,7 +3,7 @@ how close it must stay to ``transfer predict``. A new format is one :data:`FORMA
 
 Writers take the end-to-end Keras model (float32 RGB 0..255 -> class probabilities). Loaders return a function
 from a float32 pixel batch ``(n, H, W, 3)`` to probabilities that uses the format's runtime alone (Keras,
-TensorFlow, ONNX Runtime, the LiteRT interpreter), feeding it as the README's Deploy snippets do.
+TensorFlow, ONNX Runtime, the LiteRT interpreter), feeding it as the Deploy snippets in docs/deploy.md do.
 
 Examples
 --------

@@ -1,5 +1,5 @@
 """Every export format checks itself against predict, carries its labels, and is published whole or not at all;
-the README's Deploy snippets classify a photo with each runtime alone, as predict does.
+the Deploy snippets (docs/deploy.md) classify a photo with each runtime alone, as predict does.
 
 Real MobileNet alpha 0.25 weights at 128 px on a small folder of hymenoptera photos (20 train, 10 val per class)."""
 
@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from test_docs import deploy_snippets
 from pipeline import export, extract, predict, train
 from pipeline.atomic import replacing_folder
 from pipeline.cli import main
@@ -33,7 +34,6 @@ from pipeline.runs import open_run
 SIZE = 128
 NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
          "tflite-float16": "model-float16.tflite", "tflite-int8": "model-int8.tflite"}
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def small_folder(root: Path) -> Path:
@@ -215,7 +215,7 @@ def test_replacing_folder_is_whole_or_absent(tmp_path):
 
 
 @needs_shared
-def test_the_readme_draft_line_decodes_as_predict():
+def test_the_deploy_draft_line_decodes_as_predict():
     photo = max((SHARED_DATA / "hymenoptera" / "val" / "ants").iterdir(), key=lambda f: f.stat().st_size)
     with Image.open(photo) as image:
         assert min(image.size) >= 4 * SIZE  # large enough for a reduced DCT scale
@@ -224,16 +224,10 @@ def test_the_readme_draft_line_decodes_as_predict():
     assert np.array_equal(pixels, load_image(str(photo), SIZE)[0])
 
 
-def readme_snippets() -> dict[str, str]:
-    """``{format: code}`` from the README's Deploy section: each python block after ``<!-- deploy: f1 f2 -->``."""
-    blocks = re.findall(r"<!-- deploy: ([\w\- ]+) -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    return {name: code for names, code in blocks for name in names.split()}
-
-
 @needs_shared
 @pytest.mark.parametrize("name", list(NAMES))
-def test_readme_snippet_classifies_a_photo_with_the_runtime_alone(setup, tmp_path, monkeypatch, name):
-    code = readme_snippets()[name]
+def test_deploy_snippet_classifies_a_photo_with_the_runtime_alone(setup, tmp_path, monkeypatch, name):
+    code = deploy_snippets()[name]
     assert "pipeline" not in code
     model = re.search(r'"(model\.\w+|saved_model)"', code).group(1)
     src = setup["out"] / NAMES[name]
@@ -243,7 +237,7 @@ def test_readme_snippet_classifies_a_photo_with_the_runtime_alone(setup, tmp_pat
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, f"README {name} snippet", "exec"), {"__name__": "__main__"})
+        exec(compile(code, f"docs/deploy.md {name} snippet", "exec"), {"__name__": "__main__"})
     label, p = printed.getvalue().split()
     probs = FORMATS[name].load(src)(load_image(str(tmp_path / "photo.jpg"), SIZE)[0][None].astype(np.float32))[0]
     assert label == ["ants", "bees"][probs.argmax()] and float(p) == pytest.approx(probs.max(), abs=1e-4)

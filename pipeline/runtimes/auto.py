@@ -1,8 +1,8 @@
 """``--runtime auto``: TensorFlow wherever it would see a GPU or the precision is bfloat16; otherwise the
 runtime measured faster on CPU for the backbone.
 
-:data:`FASTER_ON_CPU` comes from ``scripts/bench_runtimes.py`` (interleaved batches, medians; the README's
-Runtimes section gives the run). A backbone missing from it runs on TensorFlow.
+:data:`FASTER_ON_CPU` comes from ``scripts/bench_runtimes.py`` (interleaved batches, medians;
+docs/runtimes.md gives the run). A backbone missing from it runs on TensorFlow.
 """
 
 from __future__ import annotations
