@@ -69,8 +69,6 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     views_key = describe_augment(augment_policy, seed) if augment else "none"
     if augment and views_key == "none":
         raise PipelineError("--augment K needs a policy: pass --augment-policy default or a list of steps")
-    if augment and engine != "local":
-        raise PipelineError("--augment needs --engine local (the other engines do not augment views yet)")
     engine_options = engine_options or {}
     engines.check(engine, **engine_options)
     runtimes.check(runtime, precision)

@@ -1,8 +1,9 @@
-"""Execution engines for stage one: same protocol (:class:`Engine`), same features.
+"""Execution engines for stage one: same protocol (:class:`Engine`), same loop (:mod:`.loop`), same features.
 
-Each engine is a module here defining ``ENGINE`` (its class), ``OPTIONS`` (the options only it takes, as
-:class:`EngineOption`) and ``check(**options)`` (fail fast, before hashing); adding one is that module plus
-one line in :data:`ENGINES`. Engine modules import nothing heavy at module level: the CLI reads their options.
+An engine only decides where the stage-one loop runs. Each engine is a module here defining ``ENGINE`` (its
+class), ``OPTIONS`` (the options only it takes, as :class:`EngineOption`) and ``check(**options)`` (fail
+fast, before hashing); adding one is that module plus one line in :data:`ENGINES`. Engine modules import
+nothing heavy at module level: the CLI reads their options.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """The Ray engine: stage one on a Ray cluster with Ray Data.
 
 Ray Data splits the file list into blocks for an actor pool whose actors build the job's runtime once,
-then decode their block's files on a thread pool a batch or two ahead of the forward pass, as the local
-engine does. File paths travel between processes rather than decoded pixels, ten times their size: with
-the base on ONNX Runtime, separate Ray Data decode tasks ran at about half the local engine's images/s on
-one machine.
+then run the stage-one loop (:mod:`pipeline.engines.loop`, the local engine's, augmented views included) over
+their block: decoding on a thread pool a batch or two ahead of the forward pass. File paths travel between
+processes rather than decoded pixels, ten times their size: with the base on ONNX Runtime, separate Ray Data
+decode tasks ran at about half the local engine's images/s on one machine.
 Each actor writes its finished batches as part files in ``parts.dir`` (a path every node must reach: local
 disk on one machine, a shared filesystem on a cluster). The driver merges them exactly as for the local
-engine. Ray restarts a killed actor and retries its block.
-"""
+engine, and sums the actors' per-batch timings. Ray restarts a killed actor and retries its block."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import PipelineError
+from . import loop
 from .base import EngineOption, Job, Outcome
 
 if TYPE_CHECKING:
@@ -72,22 +72,17 @@ class _Infer:
         self.job, self.parts = job, Parts(Path(parts_dir), fingerprint)
 
     def __call__(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Decode, compute and write a block of files; failures keep their row, with a reason."""
+        """Run the stage-one loop over a block of files. Every row comes back with its failure reason (or
+        "") and an equal share of the block's :data:`~pipeline.engines.loop.BATCH_TIMINGS`."""
         import numpy as np
 
-        from ..images import decode_batches
-
-        reasons = np.full(len(block["path"]), "", dtype=object)
-        for batch in decode_batches([str(p) for p in block["path"]], self.job.size, self.job.batch_size):
-            for i, reason in batch.reasons.items():
-                reasons[i] = reason
-            good = [j for j, i in enumerate(batch.index) if i not in batch.reasons]
-            if good:
-                features = self.runtime.features(batch.pixels[good])
-                rows = [batch.index[j] for j in good]
-                keys: list[Key] = [(str(block["sha256"][i]), int(block["view"][i])) for i in rows]
-                self.parts.write(keys, features, self.job.runtime)
-        return {"index": block["index"], "reason": reasons}
+        keys: list[Key] = [(str(s), int(v)) for s, v in zip(block["sha256"], block["view"])]
+        outcome = loop.run(self.runtime, self.job, [str(p) for p in block["path"]], keys, self.parts)
+        reasons = np.full(len(keys), "", dtype=object)
+        for i, reason in outcome.failed.items():
+            reasons[i] = reason
+        shares = {name: np.full(len(keys), outcome.timings[name] / len(keys)) for name in loop.BATCH_TIMINGS}
+        return {"index": block["index"], "reason": reasons, **shares}
 
 
 class RayEngine:
@@ -116,12 +111,15 @@ class RayEngine:
                                                           "fingerprint": parts.fingerprint},
                            batch_size=size, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers)))
         computed, reasons = 0, {}
+        timings = dict.fromkeys(loop.BATCH_TIMINGS, 0.0)  # summed over actors: may exceed compute
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             failed = out["reason"] != ""
             reasons.update({int(i): str(r) for i, r in zip(out["index"][failed], out["reason"][failed])})
             computed += int((~failed).sum())
+            for name in timings:
+                timings[name] += float(out[name].sum())
             on_batch(len(out["index"]))
-        return Outcome(computed, reasons, {"model": connect_seconds, "compute": time.perf_counter() - start})
+        return Outcome(computed, reasons, {"model": connect_seconds, **timings, "compute": time.perf_counter() - start})
 
 
 ENGINE = RayEngine
