@@ -18,6 +18,7 @@ from .kinds import NEAR_COPY_COSINE, Search, find, group_kinds, image_kinds
 if TYPE_CHECKING:
     from .vectors import Rows
 
+# the names of the kinds in the table, as shipped: groups of copies, then suspicious images
 KINDS = tuple(k.name for k in group_kinds())
 LISTS = tuple(k.name for k in image_kinds())
 

@@ -6,7 +6,8 @@ Two shapes of finding:
 - :class:`GroupKind`: groups of images that show the same picture (byte-identical, or near copies by cosine),
   searched among the images of every split (a copy in test is leakage); no fix is proposed.
 - :class:`ImageKind`: single suspicious images, scored, most suspicious first, searched in the audited splits
-  (train and val; test on request); each proposes a fix-list action and has a mark on the 2-D map.
+  (train and val; test on request); each proposes a fix-list action and has a mark on the 2-D map. An image
+  is listed under one image kind only: kinds whose fix removes the image claim it first, then table order.
 
 No heavy imports here: the CLI reads its defaults and help from this table.
 
