@@ -1,54 +1,63 @@
 """The audit of a feature file: what is wrong with the photos, found from the cached features.
 
-``duplicates``: exact and near copies, label conflicts, leakage across splits; ``labels``: images whose
-class is probably wrong; ``outliers``: images unlike the rest; ``sheets``: contact-sheet PNGs of the
-findings; ``fixes``: the reviewable fix list and applying it to the photo folders.
+``kinds``: the table of finding kinds (how each is found and shown); ``duplicates``: exact and near copies,
+label conflicts, leakage across splits; ``labels``: images whose class is probably wrong; ``outliers``: images
+unlike the rest; ``sheets``: contact-sheet PNGs of the findings; ``fixes``: the reviewable fix list and applying
+it to the photo folders.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PipelineError
-from ..store import FeatureFile
-from .duplicates import KINDS, find_duplicates
-from .vectors import Rows, read_rows
+from .kinds import NEAR_COPY_COSINE, Search, find, group_kinds, image_kinds
 
-LISTS = ("label_issues", "outliers")
-OUTLIERS_SHOWN = 20
+if TYPE_CHECKING:
+    from .vectors import Rows
+
+# the names of the kinds in the table, as shipped: groups of copies, then suspicious images
+KINDS = tuple(k.name for k in group_kinds())
+LISTS = tuple(k.name for k in image_kinds())
 
 
 def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_score: float = 0.0) -> dict:
-    """``{"label_issues", "outliers"}`` of ``rows``, most suspicious first: every label issue that confident
-    learning flags and the 20 highest outliers, or ``top`` of each, none scored below ``min_score``.
-    An outlier is not listed again as a label issue (its fix is removal, not another class).
+    """Every image kind's findings in ``rows`` (``{"label_issues", "outliers"}``), most suspicious first: as many
+    as each kind shows (every label issue that confident learning flags, the 20 highest outliers), or ``top`` of
+    each, none scored below ``min_score``.
+
+    An image is listed under one kind only, and kinds whose fix removes the image claim it first: an outlier is
+    not listed again as a label issue (its fix is removal, not another class).
 
     Examples
     --------
     >>> rank_findings(read_rows(f, augmented=True).in_splits(("train", "val")), f.classes, top=5)  # doctest: +SKIP
     {'label_issues': [...], 'outliers': [...]}
     """
-    from .labels import find_label_issues
-    from .outliers import find_outliers
+    found = find(image_kinds(), Search(rows, classes))
+    listed: set[str] = set()
+    for kind in sorted(image_kinds(), key=lambda k: k.action != "remove"):
+        kept = [x for x in found[kind.name] if x["score"] >= min_score and x["path"] not in listed]
+        found[kind.name] = kept[:kind.shown if top is None else top]
+        listed.update(x["path"] for x in found[kind.name])
+    return found
 
-    outliers = find_outliers(rows, OUTLIERS_SHOWN if top is None else top, min_score)
-    listed = {o["path"] for o in outliers}
-    issues = [i for i in find_label_issues(rows, classes) if i["score"] >= min_score and i["path"] not in listed]
-    return {"label_issues": issues[:top], "outliers": outliers}
 
-
-def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: str | os.PathLike | None = None,
-                top: int | None = None, min_score: float = 0.0, include_test: bool = False,
-                fix_list: str | os.PathLike | None = None) -> dict:
+def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSINE,
+                output: str | os.PathLike | None = None, top: int | None = None, min_score: float = 0.0,
+                include_test: bool = False, fix_list: str | os.PathLike | None = None) -> dict:
     """Report duplicates, leakage, label issues and outliers in a feature file.
 
     Returns ``{"cache", "threshold", "images", "exact_duplicates", "label_conflicts", "cross_split",
-    "near_duplicates", "splits", "label_issues", "outliers"}``; with ``output``, ``"sheets"``: one
-    contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV written there.
+    "near_duplicates", "splits", "label_issues", "outliers"}`` (a key per kind of
+    :data:`~pipeline.audit.kinds.FINDINGS`: the group kinds, then the audited splits, then the image kinds);
+    with ``output``, ``"sheets"``: one contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV
+    written there.
 
-    Label issues and outliers are searched in train and val (and test with ``include_test``); ``top`` and
-    ``min_score`` as in :func:`rank_findings`.
+    Image kinds (label issues, outliers) are searched in train and val (and test with ``include_test``); ``top``
+    and ``min_score`` as in :func:`rank_findings`.
 
     Examples
     --------
@@ -59,9 +68,12 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     {'path': 'train/urban/urban_3.jpeg', 'split': 'train', 'class': 'urban', 'suggested': 'rural', 'score': 0.91}
     """
     if not 0.0 < threshold <= 1.0:
-        raise PipelineError(f"--threshold {threshold} must be a cosine similarity in (0, 1], e.g. 0.97")
+        raise PipelineError(f"--threshold {threshold} must be a cosine similarity in (0, 1], e.g. {NEAR_COPY_COSINE}")
     if top is not None and top < 0:
         raise PipelineError(f"--top {top} must be 0 or more")
+    from ..store import FeatureFile
+    from .vectors import read_rows
+
     with FeatureFile(cache_file) as f:
         rows = read_rows(f, augmented=True)
         classes, root = f.classes, f.config.get("dataset_root", "")
@@ -69,7 +81,7 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     scope = ("train", "val", "test") if include_test else ("train", "val")
     audited = rows.in_splits(scope)
     result = {"cache": str(cache_file), "threshold": threshold, "images": len(images.images),
-              **find_duplicates(images.images, images.vectors, threshold),
+              **find(group_kinds(), Search(images, classes, threshold)),
               "splits": [s for s in scope if any(e.split == s for e in audited.images)],
               **rank_findings(audited, classes, top, min_score)}
     if output is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import EXACT_KINDS, Entry, exact_groups, sort_key
+from .kinds import Search
 
 KINDS = (*EXACT_KINDS, "near_duplicates")
 
@@ -52,3 +53,8 @@ def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float) 
         if a.label == b.label and a.split == b.split:
             found["near_duplicates"].append(pair)
     return {k: found[k] for k in KINDS}
+
+
+def find(search: Search) -> dict[str, list]:
+    """The audit's entry point (:mod:`pipeline.audit.kinds`): :func:`find_duplicates` among ``search.rows``."""
+    return find_duplicates(search.rows.images, search.rows.vectors, search.threshold)

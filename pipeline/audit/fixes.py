@@ -16,13 +16,15 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..datasets import REMOVED_DIR, _split_layout, _subdirs
 from ..errors import PipelineError
+from .kinds import image_kinds
 
 COLUMNS = ("path", "split", "class", "suggested", "score", "finding", "action")
 ACTIONS = ("relabel", "remove", "keep")
 
 
 def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
-    """Write the label issues and outliers of an audit result as a CSV to review; returns its path.
+    """Write the suspicious images of an audit result (label issues, outliers: each image kind, with its action)
+    as a CSV to review; returns its path.
 
     Examples
     --------
@@ -34,10 +36,11 @@ def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, COLUMNS)
         writer.writeheader()
-        for finding, action in (("label_issues", "relabel"), ("outliers", "remove")):
-            for x in found.get(finding, []):
+        for kind in image_kinds():
+            for x in found.get(kind.name, []):
                 writer.writerow({**{k: x[k] for k in ("path", "split", "class", "score")},
-                                 "suggested": x.get("suggested") or "", "finding": finding[:-1], "action": action})
+                                 "suggested": x.get("suggested") or "", "finding": kind.one.replace(" ", "_"),
+                                 "action": kind.action})
     return path
 
 

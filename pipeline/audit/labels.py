@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blas import one_blas_thread
+from .kinds import Search
 from .vectors import Rows
 
 FOLDS = 20
@@ -84,3 +85,8 @@ def find_label_issues(rows: Rows, classes: list[str], folds: int = FOLDS, rounds
     found = [{**rows.images[scored[i]].as_dict(), "suggested": classes[present[others[i].argmax()]],
               "score": round(float(wrong[i]), 4)} for i in np.flatnonzero(flagged)]
     return sorted(found, key=lambda d: (-d["score"], d["path"]))
+
+
+def find(search: Search) -> dict[str, list]:
+    """The audit's entry point (:mod:`pipeline.audit.kinds`): :func:`find_label_issues` in ``search.rows``."""
+    return {"label_issues": find_label_issues(search.rows, search.classes)}

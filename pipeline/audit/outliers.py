@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blas import one_blas_thread
+from .kinds import Search
 from .vectors import Rows
 
 NEIGHBOURS = 20  # whose mean distance counts
@@ -62,3 +63,8 @@ def find_outliers(rows: Rows, top: int | None = 20, min_score: float = 0.0) -> l
     scores = outlier_scores(rows.vectors, rows.labels)
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= min_score][:top]
     return [{**rows.images[i].as_dict(), "suggested": None, "score": round(float(scores[i]), 4)} for i in order]
+
+
+def find(search: Search) -> dict[str, list]:
+    """The audit's entry point (:mod:`pipeline.audit.kinds`): every image of ``search.rows`` by outlier score."""
+    return {"outliers": find_outliers(search.rows, top=None)}

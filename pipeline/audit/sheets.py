@@ -1,18 +1,18 @@
-"""Thumbnails and contact sheets: rows of pictures with captions, one PNG per duplicate finding and one per
-ranked list (label issues, outliers)."""
+"""Thumbnails and contact sheets: rows of pictures with captions, one PNG per group of copies and one grid per
+kind of suspicious image (label issues, outliers)."""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ..atomic import replacing
 from ..images import MAX_PIXELS
-from . import LISTS
-from .duplicates import KINDS
+from .kinds import FINDINGS, ImageKind, Kind
 
 THUMB = 192
 PAD = 8
@@ -68,32 +68,40 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text
 
 
-def caption(finding: dict) -> list[str]:
-    """Caption lines of a label issue or an outlier: where it is, what it is filed as, its score."""
-    if finding.get("suggested"):
-        return [f"{finding['split']} / {finding['class']} -> {finding['suggested']}", finding["path"],
-                f"p(label wrong) {finding['score']:.2f}"]
-    return [f"{finding['split']} / {finding['class']}", finding["path"], f"{finding['score']:.2f} x typical distance"]
+def copy_caption(image: dict) -> list[str]:
+    """Caption lines of one image of a group of copies: where it is, its cosine for near copies."""
+    return [f"{image['split']} / {image['class']}", image["path"]] + (
+        [f"cosine {image['similarity']:.3f}"] if "similarity" in image else [])
+
+
+def caption(kind: ImageKind, finding: dict) -> list[str]:
+    """Caption lines of a suspicious image: where it is, what it is filed as (and the suggested class), its score."""
+    suggested = f" -> {finding['suggested']}" if finding.get("suggested") else ""
+    return [f"{finding['split']} / {finding['class']}{suggested}", finding["path"],
+            kind.score_caption.format(finding["score"])]
+
+
+def sheets(kind: Kind, findings: list, root: Path) -> Iterator[tuple[str, Image.Image]]:
+    """``(file name, contact sheet)`` for the findings of one kind: ``<kind>-<nnn>.png`` per group of copies, or
+    ``<kind>.png`` (a grid, most suspicious first) for a non-empty list of suspicious images."""
+    if isinstance(kind, ImageKind):
+        if findings:
+            items = [(root / x["path"], caption(kind, x)) for x in findings]
+            yield f"{kind.name}.png", contact_sheet(items, f"{kind.title}, most suspicious first", columns=GRID)
+        return
+    for n, group in enumerate(findings, 1):
+        items = [(root / g["path"], copy_caption(g)) for g in group]
+        yield f"{kind.name}-{n:03d}.png", contact_sheet(items, kind.title)
 
 
 def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
-    """``<out_dir>/<kind>-<nnn>.png`` for every duplicate group of an audit result, and
-    ``<out_dir>/<list>.png`` (a grid, most suspicious first) for each non-empty ranked list;
-    returns the paths written."""
+    """The contact sheets of every kind of finding in an audit result, in ``out_dir``; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in KINDS:
-        for n, group in enumerate(found[kind], 1):
-            items = [(root / g["path"], [f"{g['split']} / {g['class']}", g["path"]]
-                      + ([f"cosine {g['similarity']:.3f}"] if "similarity" in g else [])) for g in group]
-            target = out_dir / f"{kind}-{n:03d}.png"
+    for kind in FINDINGS.values():
+        for name, sheet in sheets(kind, found.get(kind.name, []), root):
+            target = out_dir / name
             with replacing(target) as tmp:
-                contact_sheet(items, kind.replace("_", " ")).save(tmp)
-            written.append(str(target))
-    for name in LISTS:
-        if found.get(name):
-            target = out_dir / f"{name}.png"
-            title = f"{name.replace('_', ' ')}, most suspicious first"
-            contact_sheet([(root / x["path"], caption(x)) for x in found[name]], title, columns=GRID).save(target)
+                sheet.save(tmp)
             written.append(str(target))
     return written

@@ -6,23 +6,27 @@ from pathlib import Path
 
 import click
 
+from ..audit.kinds import FINDINGS, NEAR_COPY_COSINE, GroupKind, ImageKind, image_kinds, listing
 from .common import emit, json_option
+
+LISTED = listing([k.title for k in image_kinds()])  # 'label issues and outliers'
+SHOWN = ", ".join(f"every {k.one}" if k.shown is None else f"{k.shown} {k.title}" for k in image_kinds())
+SCORES = "; ".join(f"{k.one}: {k.score}" for k in image_kinds())
 
 
 @click.command()
 @click.argument("cache_file", type=click.Path(dir_okay=False))
-@click.option("--threshold", default=0.97, show_default=True, type=float,
+@click.option("--threshold", default=NEAR_COPY_COSINE, show_default=True, type=float,
               help="Cosine similarity above which two different files count as near copies.")
 @click.option("--top", default=None, type=click.IntRange(min=0),
-              help="Keep the N most suspicious label issues and outliers [default: every label issue, 20 outliers].")
+              help=f"Keep the N most suspicious {LISTED} [default: {SHOWN}].")
 @click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Drop label issues and outliers scored lower (label issue: probability the label is wrong; "
-                   "outlier: times the typical neighbour distance).")
-@click.option("--include-test", is_flag=True, help="Search test for label issues and outliers too (train and val only by default).")
+              help=f"Drop {LISTED} scored lower ({SCORES}).")
+@click.option("--include-test", is_flag=True, help=f"Search test for {LISTED} too (train and val only by default).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Write a contact-sheet PNG per finding into this folder.")
 @click.option("--fix-list", default=None, type=click.Path(dir_okay=False),
-              help="Write label issues and outliers to this CSV for review, then apply it with `transfer relabel`.")
+              help=f"Write {LISTED} to this CSV for review, then apply it with `transfer relabel`.")
 @json_option
 def audit(cache_file: str, threshold: float, top: int | None, min_score: float, include_test: bool,
           output: str | None, fix_list: str | None, as_json: bool) -> None:
@@ -33,20 +37,28 @@ def audit(cache_file: str, threshold: float, top: int | None, min_score: float, 
                      fix_list=fix_list), as_json, _audit_text)
 
 
-def _audit_text(r: dict) -> str:
-    from ..audit import KINDS
+def _group_lines(kind: GroupKind, groups: list[list[dict]]) -> list[str]:
+    lines = [f"{kind.title}: {len(groups)}"]
+    for group in groups:
+        sim = f"  (cosine {group[0]['similarity']:.3f})" if "similarity" in group[0] else ""
+        lines.append("  " + " = ".join(f"{g['path']} [{g['split']}/{g['class']}]" for g in group) + sim)
+    return lines
 
+
+def _image_lines(kind: ImageKind, found: list[dict], where: str) -> list[str]:
+    lines = [f"{kind.title} in {where}: {len(found)}  (score: {kind.score})"]
+    for x in found:
+        suggested = f" -> {x['suggested']}" if x.get("suggested") else ""
+        lines.append(f"  {x['score']:.2f}  {x['path']} [{x['split']}/{x['class']}{suggested}]")
+    return lines
+
+
+def _audit_text(r: dict) -> str:
     lines = [f"{r['cache']}: {r['images']} images, near copies at cosine >= {r['threshold']}"]
-    for kind in KINDS:
-        lines.append(f"{kind.replace('_', ' ')}: {len(r[kind])}")
-        for group in r[kind]:
-            sim = f"  (cosine {group[0]['similarity']:.3f})" if "similarity" in group[0] else ""
-            lines.append("  " + " = ".join(f"{g['path']} [{g['split']}/{g['class']}]" for g in group) + sim)
     where = "+".join(r["splits"])
-    lines.append(f"label issues in {where}: {len(r['label_issues'])}  (score: probability the label is wrong)")
-    lines += [f"  {x['score']:.2f}  {x['path']} [{x['split']}/{x['class']} -> {x['suggested']}]" for x in r["label_issues"]]
-    lines.append(f"outliers in {where}: {len(r['outliers'])}  (score: times the typical neighbour distance)")
-    lines += [f"  {x['score']:.2f}  {x['path']} [{x['split']}/{x['class']}]" for x in r["outliers"]]
+    for kind in FINDINGS.values():
+        found = r[kind.name]
+        lines += _group_lines(kind, found) if isinstance(kind, GroupKind) else _image_lines(kind, found, where)
     if r.get("sheets"):
         lines.append(f"contact sheets: {len(r['sheets'])} in {Path(r['sheets'][0]).parent}")
     if r.get("fix_list"):

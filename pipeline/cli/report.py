@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..audit.kinds import NEAR_COPY_COSINE
 from .common import emit, json_option
 
 
@@ -11,7 +12,8 @@ from .common import emit, json_option
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
               help="The HTML file to write (self-contained: opens from disk, no network).")
-@click.option("--threshold", default=0.97, show_default=True, type=float, help="The audit's near-copy cosine.")
+@click.option("--threshold", default=NEAR_COPY_COSINE, show_default=True, type=float,
+              help="The audit's near-copy cosine.")
 @click.option("--top", default=12, show_default=True, type=click.IntRange(min=0),
               help="Misclassified val/test images shown per run.")
 @json_option

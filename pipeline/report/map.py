@@ -14,7 +14,6 @@ import io
 import numpy as np
 
 PCA_DIMS = 50
-MARKERS = {"label_issues": ("o", "label issue"), "outliers": ("X", "outlier")}
 
 
 def embed(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -39,8 +38,9 @@ def embed(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray, marked: dict[str, np.ndarray],
                     title: str = "") -> bytes:
-    """The map as PNG bytes: dots coloured by ``classes[labels]``, rows where ``marked[name]`` is True
-    ringed (``label_issues``) or crossed (``outliers``).
+    """The map as PNG bytes: dots coloured by ``classes[labels]``, rows where ``marked[name]`` is True drawn
+    with the marker of that image kind (:data:`pipeline.audit.kinds.FINDINGS`: rings for ``label_issues``,
+    crosses for ``outliers``).
 
     Examples
     --------
@@ -48,6 +48,7 @@ def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray,
     >>> png[:4]
     b'\\x89PNG'
     """
+    from ..audit.kinds import FINDINGS
     from ..plots import _pyplot
 
     plt = _pyplot()
@@ -60,10 +61,11 @@ def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray,
         if at.any():
             ax.scatter(xy[at, 0], xy[at, 1], s=size, color=colours(k % colours.N), alpha=0.7, label=name)
     for name, rows in marked.items():
-        marker, legend = MARKERS[name]
-        if rows.any():
-            ax.scatter(xy[rows, 0], xy[rows, 1], s=3 * size, marker=marker, facecolors="none" if marker == "o" else "black",
-                       edgecolors="black", linewidths=1.2, label=f"{legend} ({int(rows.sum())})")
+        kind = FINDINGS[name]
+        if rows.any():  # rings hollow, so the class colour shows through
+            ax.scatter(xy[rows, 0], xy[rows, 1], s=3 * size, marker=kind.marker,
+                       facecolors="none" if kind.marker == "o" else "black", edgecolors="black", linewidths=1.2,
+                       label=f"{kind.one} ({int(rows.sum())})")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or "t-SNE of the cached features")
@@ -76,18 +78,19 @@ def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray,
 
 
 def cache_map_png(cache_file, found: dict) -> bytes:
-    """The map of every image in a feature file, with the ``label_issues`` and ``outliers`` of ``found``
-    (an :func:`pipeline.audit.audit_cache` result) marked.
+    """The map of every image in a feature file, with the suspicious images of ``found`` (an
+    :func:`pipeline.audit.audit_cache` result: its label issues, outliers, each image kind) marked.
 
     Examples
     --------
     >>> png = cache_map_png("cache/pets/mobilenet_v2-224-avg.h5", audit_cache("cache/pets/mobilenet_v2-224-avg.h5"))  # doctest: +SKIP
     """
+    from ..audit.kinds import image_kinds
     from ..audit.vectors import read_rows
     from ..store import FeatureFile
 
     with FeatureFile(cache_file) as f:
         rows, classes = read_rows(f), f.classes
     paths = np.array([e.path for e in rows.images])
-    marked = {name: np.isin(paths, [x["path"] for x in found.get(name, [])]) for name in MARKERS}
+    marked = {k.name: np.isin(paths, [x["path"] for x in found.get(k.name, [])]) for k in image_kinds()}
     return feature_map_png(rows.vectors, classes, rows.labels, marked, f"t-SNE of {len(paths)} images")

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from ..atomic import write_text
+from ..audit.kinds import NEAR_COPY_COSINE, group_kinds, image_kinds, listing
 from ..config import utc_now
 from ..errors import PipelineError
 
@@ -106,19 +107,19 @@ def _run_section(run, metrics: dict, top: int) -> str:
 
 
 def _audit_section(cache: str, root: Path, threshold: float) -> str:
-    from ..audit import KINDS, audit_cache
+    from ..audit import audit_cache
+    from ..audit.sheets import copy_caption
 
     title = f"<h2>Audit of {html.escape(Path(cache).name)}</h2>"
     if not Path(cache).is_file():
         return title + f"<p>{html.escape(cache)} is gone; rerun `transfer extract` to audit it.</p>"
     found = audit_cache(cache, threshold)
     parts = [title, f"<p>{found['images']} images; near copies at cosine &ge; {threshold}.</p>"]
-    for kind in KINDS:
-        groups = found[kind]
-        parts.append(f"<h3>{kind.replace('_', ' ')}: {len(groups)}</h3>")
+    for kind in group_kinds():
+        groups = found[kind.name]
+        parts.append(f"<h3>{kind.title}: {len(groups)}</h3>")
         for group in groups[:SHOWN_GROUPS]:
-            cards = [_card(root / g["path"], [f"{g['split']} / {g['class']}", g["path"]]
-                           + ([f"cosine {g['similarity']:.3f}"] if "similarity" in g else [])) for g in group]
+            cards = [_card(root / g["path"], copy_caption(g)) for g in group]
             parts.append(f'<div class="group">{"".join(cards)}</div>')
         if len(groups) > SHOWN_GROUPS:
             parts.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more (`transfer audit {html.escape(cache)}`).</p>")
@@ -126,17 +127,18 @@ def _audit_section(cache: str, root: Path, threshold: float) -> str:
 
 
 def _findings_section(cache: str, root: Path, found: dict) -> str:
-    """The map of the features with the findings marked, then the label-issue and outlier galleries."""
+    """The map of the features with the suspicious images marked, then a gallery of each image kind."""
     from .map import cache_map_png
 
     where = " and ".join(found["splits"])
-    parts = [f"<h3>Map of the features</h3><p>Each dot is an image, coloured by its class folder; rings mark "
-             f"label issues and crosses outliers (searched in {where}).</p>",
+    marks = [f"{k.marks} mark {k.title}" if not n else f"{k.marks} {k.title}" for n, k in enumerate(image_kinds())]
+    parts = [f"<h3>Map of the features</h3><p>Each dot is an image, coloured by its class folder; "
+             f"{listing(marks)} (searched in {where}).</p>",
              f'<p><img class="plot" src="{data_uri(cache_map_png(cache, found), "image/png")}" alt="feature map"></p>']
-    for name, what in (("label_issues", "out-of-fold probability that the label is wrong"),
-                       ("outliers", "distance to the nearest images, in units of the typical image's")):
-        shown = found[name][:SHOWN_GROUPS]
-        parts.append(f"<h3>{name.replace('_', ' ')}: {len(found[name])}</h3><p>Most suspicious first; score: {what}.</p>")
+    for kind in image_kinds():
+        shown = found[kind.name][:SHOWN_GROUPS]
+        parts.append(f"<h3>{kind.title}: {len(found[kind.name])}</h3>"
+                     f"<p>Most suspicious first; score: {kind.score_explained}.</p>")
         cards = [_card(root / x["path"], [x["path"], f"given {x['class']}"]
                        + ([f"suggested {x['suggested']}"] if x["suggested"] else [])
                        + [f"score {x['score']:.2f}"], "wrong" if x["suggested"] else "") for x in shown]
@@ -164,7 +166,7 @@ def _heads_table(rows: list[tuple]) -> str:
 
 
 def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = "report.html",
-                 threshold: float = 0.97, top: int = 12) -> dict:
+                 threshold: float = NEAR_COPY_COSINE, top: int = 12) -> dict:
     """Write one HTML page comparing ``run_dirs`` (each made by ``transfer train`` or ``compare``).
 
     Returns ``{"report", "runs", "caches", "bytes"}``.
