@@ -40,7 +40,7 @@ from .store.layout import SHA, STR, kind_ok, plain, stored
 FORMAT_VERSION = 1
 GRANULARITY_NS = 2_000_000_000  # FAT's 2 s: the coarsest timestamps a dataset folder is likely to live on
 FOLDER = "stat-index"
-INTS = {"size": np.int64, "mtime_ns": np.int64, "ctime_ns": np.int64, "inode": np.uint64}
+INTS = dict(zip(FileStat._fields, (np.int64, np.int64, np.int64, np.uint64)))  # size, mtime_ns, ctime_ns, inode
 Record = tuple[FileStat, str]  # stat data, sha256
 
 
@@ -94,8 +94,10 @@ def index_problem(f: h5py.File, root: str) -> str:
     if any(not isinstance(f.get(name, getlink=True), h5py.HardLink) for name in f):
         return "it links to other files or paths"
     columns = {name: f.get(name) for name in ("path", "sha256", *INTS)}
-    if not all(plain(ds) and stored(ds) for ds in columns.values()):
-        return "its columns are missing, links or stored elsewhere"
+    if not all(plain(ds) for ds in columns.values()):
+        return "its columns are missing or stored elsewhere"
+    if not all(stored(ds) for ds in columns.values()):
+        return "a column declares rows the file does not hold"
     if not (kind_ok(columns["path"], "str") and columns["sha256"].dtype == np.dtype("S64")
             and columns["sha256"].ndim == 1 and all(kind_ok(columns[n], "iu") for n in INTS)):
         return "its columns have the wrong types"
@@ -139,8 +141,8 @@ def write(path: Path, root: Path, records: Mapping[str, Record], scanned_ns: int
     with replacing(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
         f.attrs.update(format_version=FORMAT_VERSION, dataset_root=str(root.resolve()), scanned_ns=scanned_ns)
         f["path"] = np.array(paths, dtype=object).astype(STR) if paths else np.zeros(0, STR)
-        for i, (name, dtype) in enumerate(INTS.items()):
-            f[name] = np.array([records[p][0][i] for p in paths], dtype=dtype)
+        for name, dtype in INTS.items():
+            f[name] = np.array([getattr(records[p][0], name) for p in paths], dtype=dtype)
         f["sha256"] = np.array([records[p][1] for p in paths], dtype=SHA)
 
 
