@@ -96,10 +96,11 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
-          follow_links: bool = False) -> list[Path]:
+          follow_links: bool = False) -> list[tuple[Path, str]]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
-    with '.'), recursively. Linked files are read; linked folders are walked only with ``follow_links``
-    (never in loops), else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
+    with '.'), recursively, each with its real path. Linked files are read; linked folders are walked only with
+    ``follow_links`` (never in loops), else they go to ``unfollowed``; folders that cannot be listed go to
+    ``problems``."""
     found, seen = [], set()
 
     def failed(exc: OSError) -> None:
@@ -123,7 +124,10 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             dirnames[:] = [d for d in dirnames if not loops(dirpath, real, d)]
         else:
             unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
-        found += [Path(dirpath, f) for f in sorted(filenames) if is_image(f) or (hidden and _has_image_extension(f))]
+        for f in sorted(filenames):
+            if is_image(f) or (hidden and _has_image_extension(f)):
+                file = os.path.join(dirpath, f)  # its real path is the folder's unless it is a link itself
+                found.append((Path(file), os.path.realpath(file) if os.path.islink(file) else os.path.join(real, f)))
     return found
 
 
@@ -229,19 +233,19 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
-            for file in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
+            for file, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
                 rel = file.relative_to(root).as_posix()
                 if not _utf8(rel):
                     continue
-                accounted.add(os.path.realpath(file))
+                accounted.add(real)
                 found = _file_stat(file)
                 if isinstance(found, str):
                     skipped.append({"path": rel, "reason": found})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel, stat=found))
-    for file in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
-        if os.path.realpath(file) not in accounted and file.relative_to(root).parts[0] != REMOVED_DIR:
+    for file, real in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
+        if real not in accounted and file.relative_to(root).parts[0] != REMOVED_DIR:
             rel = file.relative_to(root).as_posix()
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]

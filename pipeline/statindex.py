@@ -41,7 +41,7 @@ FORMAT_VERSION = 1
 GRANULARITY_NS = 2_000_000_000  # FAT's 2 s: the coarsest timestamps a dataset folder is likely to live on
 FOLDER = "stat-index"
 INTS = dict(zip(FileStat._fields, (np.int64, np.int64, np.int64, np.uint64)))  # size, mtime_ns, ctime_ns, inode
-Record = tuple[FileStat, str]  # stat data, sha256
+Record = tuple[tuple, str]  # stat data (FileStat's fields, in order), sha256
 
 
 def location(feature_file: str | os.PathLike) -> Path:
@@ -57,17 +57,15 @@ class StatIndex:
     scanned_ns: int
     records: dict[str, Record]
 
-    def racy(self, st: FileStat) -> bool:
-        """Whether a change made right after the last read could have kept ``st`` as it is."""
-        return max(st.mtime_ns, st.ctime_ns) >= self.scanned_ns - GRANULARITY_NS
-
     def vouched(self, entries: Iterable[Entry], recorded: Mapping[str, str]) -> tuple[dict[str, str], int]:
         """``(path -> sha256 of the photos that need not be read, how many entries the feature file contradicts)``;
-        ``recorded`` is the feature file's path -> sha256."""
+        ``recorded`` is the feature file's path -> sha256. An entry is racy (a change right after the last read
+        could have kept its stat data) when its mtime or ctime is not older than the scan by the granularity."""
         found, contradicted = {}, 0
+        racy_from = self.scanned_ns - GRANULARITY_NS
         for e in entries:
             record = self.records.get(e.path)
-            if record is None or record[0] != e.stat or self.racy(e.stat):
+            if record is None or record[0] != e.stat or e.stat.mtime_ns >= racy_from or e.stat.ctime_ns >= racy_from:
                 continue
             if recorded.get(e.path) == record[1]:
                 found[e.path] = record[1]
@@ -81,9 +79,10 @@ def records_of(entries: Iterable[Entry]) -> dict[str, Record]:
     return {e.path: (e.stat, e.sha256) for e in entries if e.stat is not None and e.sha256}
 
 
-def index_problem(f: h5py.File, root: str) -> str:
-    """What keeps ``f`` from being a stat index of ``root`` ('' when nothing does): plain columns of one length
-    stored in the file, 64-hex sha256 values, distinct paths that stay inside the root."""
+def _load(f: h5py.File, root: str) -> StatIndex | str:
+    """The stat index in ``f``, or what keeps it from being one of ``root``: plain columns of one length stored in
+    the file, 64-hex sha256 values, distinct UTF-8 paths that stay inside the root (checked on whole columns:
+    an index holds a row per photo)."""
     version, scanned = f.attrs.get("format_version"), f.attrs.get("scanned_ns")
     if not (isinstance(version, (int, np.integer)) and version == FORMAT_VERSION):
         return f"format_version {version!r} is not {FORMAT_VERSION}"
@@ -103,19 +102,34 @@ def index_problem(f: h5py.File, root: str) -> str:
         return "its columns have the wrong types"
     if len({ds.shape[0] for ds in columns.values()}) != 1:
         return "its columns have different lengths"
-    digits = columns["sha256"][()].view(np.uint8)
+    sha = columns["sha256"][()]
+    digits = sha.view(np.uint8)
     if not (((digits >= ord("0")) & (digits <= ord("9"))) | ((digits >= ord("a")) & (digits <= ord("f")))).all():
         return "a sha256 value is not 64 hex digits"
+    paths = _paths(columns["path"][()].tolist())
+    if isinstance(paths, str):
+        return paths
+    stats = zip(*(columns[n][()].tolist() for n in INTS))
+    return StatIndex(int(scanned), dict(zip(paths, zip(stats, sha.astype("U64").tolist()))))
+
+
+def _paths(raw: list[bytes]) -> list[str] | str:
+    """The paths of an index column (read as bytes), or what is wrong with one of them: :func:`path_problem`'s
+    rules, checked on the column joined by NUL (which no path may hold)."""
+    if not raw:
+        return []
     try:
-        paths = columns["path"].asstr()[()]
+        text = b"\0".join(raw).decode("utf-8")
     except UnicodeDecodeError:
         return "a path is not valid UTF-8"
-    bad = next((p for p in paths if path_problem(p)), None)
-    if bad is not None:
-        return path_problem(bad)
+    paths = text.split("\0")
+    framed = "/" + text.replace("\0", "/\0/") + "/"
+    if len(paths) != len(raw) or "\\" in text or any(bad in framed for bad in ("//", "/./", "/../")):
+        bad = next((p for p in (b.decode() for b in raw) if path_problem(p)), "?")
+        return path_problem(bad) or "a path is not a plain path inside the dataset root"
     if len(set(paths)) != len(paths):
         return "a path is listed twice"
-    return ""
+    return paths
 
 
 def read(path: Path, root: Path) -> tuple[StatIndex | None, str]:
@@ -124,25 +138,24 @@ def read(path: Path, root: Path) -> tuple[StatIndex | None, str]:
         return None, ""
     try:
         with h5py.File(path, "r", locking=False) as f:
-            problem = index_problem(f, str(root.resolve()))
-            if not problem:
-                columns = [f["path"].asstr()[()], *(f[n][()].tolist() for n in INTS), f["sha256"].asstr()[()]]
-                records = {p: (FileStat(*st), sha) for p, *st, sha in zip(*columns)}
-                return StatIndex(int(f.attrs["scanned_ns"]), records), ""
+            loaded = _load(f, str(root.resolve()))
     except OSError:
-        problem = "it is not an HDF5 file"
-    return None, f"ignoring the stat index {path} ({problem}): every photo is read this run and the index rebuilt"
+        loaded = "it is not an HDF5 file"
+    if isinstance(loaded, StatIndex):
+        return loaded, ""
+    return None, f"ignoring the stat index {path} ({loaded}): every photo is read this run and the index rebuilt"
 
 
 def write(path: Path, root: Path, records: Mapping[str, Record], scanned_ns: int) -> None:
     """Replace the index at ``path`` whole (a killed run leaves the old one or the new one)."""
     paths = sorted(records)
+    stats = list(zip(*(records[p][0] for p in paths))) or [()] * len(INTS)
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
         f.attrs.update(format_version=FORMAT_VERSION, dataset_root=str(root.resolve()), scanned_ns=scanned_ns)
         f["path"] = np.array(paths, dtype=object).astype(STR) if paths else np.zeros(0, STR)
-        for name, dtype in INTS.items():
-            f[name] = np.array([getattr(records[p][0], name) for p in paths], dtype=dtype)
+        for (name, dtype), column in zip(INTS.items(), stats):
+            f[name] = np.array(column, dtype=dtype)
         f["sha256"] = np.array([records[p][1] for p in paths], dtype=SHA)
 
 
