@@ -96,12 +96,13 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
-          follow_links: bool = False) -> list[tuple[Path, str]]:
+          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, str, str]]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
-    with '.'), recursively, each with its real path. Linked files are read; linked folders are walked only with
-    ``follow_links`` (never in loops), else they go to ``unfollowed``; folders that cannot be listed go to
-    ``problems``."""
-    found, seen = [], set()
+    with '.'), recursively, each as ``(path, path relative to top with '/', real path)``: plain strings, as a
+    folder of a million photos is cheaper without a ``Path`` per file. Files whose real path is in ``known``
+    are left out. Linked files are read; linked folders are walked only with ``follow_links`` (never in loops),
+    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
+    found, seen, top_text = [], set(), os.fspath(top)
 
     def failed(exc: OSError) -> None:
         problems[Path(exc.filename)] = f"cannot list this folder: {exc.strerror or exc}"
@@ -124,21 +125,24 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             dirnames[:] = [d for d in dirnames if not loops(dirpath, real, d)]
         else:
             unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
+        inside = dirpath[len(top_text):].lstrip(os.sep).replace(os.sep, "/")
+        folder, real_folder = os.path.join(dirpath, ""), os.path.join(real, "")
         for f in sorted(filenames):
-            if is_image(f) or (hidden and _has_image_extension(f)):
-                file = os.path.join(dirpath, f)  # its real path is the folder's unless it is a link itself
-                found.append((Path(file), os.path.realpath(file) if os.path.islink(file) else os.path.join(real, f)))
+            if (is_image(f) or (hidden and _has_image_extension(f))) and real_folder + f not in known:
+                file = folder + f  # its real path is its folder's unless it is a link itself
+                found.append((file, f"{inside}/{f}" if inside else f,
+                              os.path.realpath(file) if os.path.islink(file) else real_folder + f))
     return found
 
 
-def _file_stat(file: Path) -> FileStat | str:
+def _file_stat(file: str) -> FileStat | str:
     """The stat data of a readable, non-empty regular file (through links), or why it cannot be used."""
     try:
-        st = file.stat()
+        st = os.stat(file)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return "symbolic link loop: the link points back to itself"
-        if file.is_symlink():
+        if os.path.islink(file):
             return f"broken symbolic link: its target {os.readlink(file)} does not exist"
         return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
@@ -233,8 +237,9 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
-            for file, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
-                rel = file.relative_to(root).as_posix()
+            prefix = class_dir.relative_to(root).as_posix() + "/"
+            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
+                rel = prefix + inside
                 if not _utf8(rel):
                     continue
                 accounted.add(real)
@@ -244,9 +249,8 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel, stat=found))
-    for file, real in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
-        if real not in accounted and file.relative_to(root).parts[0] != REMOVED_DIR:
-            rel = file.relative_to(root).as_posix()
+    for _, rel, real in _walk(root, problems, set(), hidden=True, known=accounted):  # every other image file, and why
+        if real not in accounted and rel.split("/", 1)[0] != REMOVED_DIR:
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]
     classes = sorted(set().union(*per_split.values())) if per_split else []
