@@ -1,4 +1,4 @@
-"""Scan a dataset root into a manifest: split, class, relative path, sha256; byte-identical groups.
+"""Scan a dataset root into a manifest: split, class, relative path, stat data, sha256; byte-identical groups.
 
 A root holds split folders (``train/``, ``val/`` or ``validation/``, ``test/``), each with
 one folder per class, or class folders directly (one ``train`` split, from which
@@ -15,7 +15,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, NamedTuple
 
 from .errors import PipelineError
 from .hashing import file_sha256, stable_fraction
@@ -26,6 +26,19 @@ SPLITS = ("train", "val", "test")
 REMOVED_DIR = "_removed"  # where `transfer relabel` puts photos taken out of the dataset; never scanned
 
 
+class FileStat(NamedTuple):
+    """The stat data that tells a file changed without reading it (see :mod:`pipeline.statindex`)."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileStat":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One image file of the dataset."""
@@ -34,9 +47,13 @@ class Entry:
     label: str
     path: str  # relative to the root, '/' separated
     sha256: str = ""
+    stat: FileStat | None = field(default=None, compare=False)  # taken by the scan, before any read
 
     def as_dict(self) -> dict:
         return {"path": self.path, "split": self.split, "class": self.label}
+
+    def hashed(self, sha256: str) -> "Entry":
+        return Entry(self.split, self.label, self.path, sha256, self.stat)
 
 
 @dataclass
@@ -79,11 +96,13 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
-          follow_links: bool = False) -> list[Path]:
+          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, str, str]]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
-    with '.'), recursively. Linked files are read; linked folders are walked only with ``follow_links``
-    (never in loops), else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
-    found, seen = [], set()
+    with '.'), recursively, each as ``(path, path relative to top with '/', real path)``: plain strings, as a
+    folder of a million photos is cheaper without a ``Path`` per file. Files whose real path is in ``known``
+    are left out. Linked files are read; linked folders are walked only with ``follow_links`` (never in loops),
+    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
+    found, seen, top_text = [], set(), os.fspath(top)
 
     def failed(exc: OSError) -> None:
         problems[Path(exc.filename)] = f"cannot list this folder: {exc.strerror or exc}"
@@ -106,25 +125,31 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             dirnames[:] = [d for d in dirnames if not loops(dirpath, real, d)]
         else:
             unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
-        found += [Path(dirpath, f) for f in sorted(filenames) if is_image(f) or (hidden and _has_image_extension(f))]
+        inside = dirpath[len(top_text):].lstrip(os.sep).replace(os.sep, "/")
+        folder, real_folder = os.path.join(dirpath, ""), os.path.join(real, "")
+        for f in sorted(filenames):
+            if (is_image(f) or (hidden and _has_image_extension(f))) and real_folder + f not in known:
+                file = folder + f  # its real path is its folder's unless it is a link itself
+                found.append((file, f"{inside}/{f}" if inside else f,
+                              os.path.realpath(file) if os.path.islink(file) else real_folder + f))
     return found
 
 
-def _file_problem(file: Path) -> str:
-    """Why a file cannot be used ('' for a readable, non-empty regular file)."""
+def _file_stat(file: str) -> FileStat | str:
+    """The stat data of a readable, non-empty regular file (through links), or why it cannot be used."""
     try:
-        st = file.stat()
+        st = os.stat(file)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return "symbolic link loop: the link points back to itself"
-        if file.is_symlink():
+        if os.path.islink(file):
             return f"broken symbolic link: its target {os.readlink(file)} does not exist"
         return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file (a pipe, socket or device)"
     if st.st_size == 0:
         return "empty file (0 bytes)"
-    return ""
+    return FileStat.of(st)
 
 
 def _utf8(name: str) -> bool:
@@ -212,20 +237,20 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
-            for file in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
-                rel = file.relative_to(root).as_posix()
+            prefix = class_dir.relative_to(root).as_posix() + "/"
+            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
+                rel = prefix + inside
                 if not _utf8(rel):
                     continue
-                accounted.add(os.path.realpath(file))
-                problem = _file_problem(file)
-                if problem:
-                    skipped.append({"path": rel, "reason": problem})
+                accounted.add(real)
+                found = _file_stat(file)
+                if isinstance(found, str):
+                    skipped.append({"path": rel, "reason": found})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
-                entries.append(Entry(target, class_dir.name, rel))
-    for file in _walk(root, problems, set(), hidden=True):  # every other image file, with the reason it is unused
-        if os.path.realpath(file) not in accounted and file.relative_to(root).parts[0] != REMOVED_DIR:
-            rel = file.relative_to(root).as_posix()
+                entries.append(Entry(target, class_dir.name, rel, stat=found))
+    for _, rel, real in _walk(root, problems, set(), hidden=True, known=accounted):  # every other image file, and why
+        if real not in accounted and rel.split("/", 1)[0] != REMOVED_DIR:
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]
     classes = sorted(set().union(*per_split.values())) if per_split else []
@@ -253,17 +278,23 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     return Manifest(root, classes, entries, skipped, warnings)
 
 
-def hash_files(manifest: Manifest, workers: int = 8) -> Manifest:
-    """Fill in each entry's sha256 (threads: hashlib releases the GIL); unreadable files are skipped."""
+def hash_files(manifest: Manifest, workers: int = 8, known: Mapping[str, str] | None = None) -> Manifest:
+    """Fill in each entry's sha256 (threads: hashlib releases the GIL); unreadable files are skipped.
+
+    A path in ``known`` keeps the sha256 given there and its file is not read (see :mod:`pipeline.statindex`).
+    """
+    known = known or {}
 
     def one(entry: Entry) -> Entry | dict:
         try:
-            return Entry(entry.split, entry.label, entry.path, file_sha256(manifest.root / entry.path))
+            return entry.hashed(file_sha256(manifest.root / entry.path))
         except OSError as exc:
             return {"path": entry.path, "reason": f"cannot read file: {exc.strerror or exc}"}
 
+    unknown = [e for e in manifest.entries if e.path not in known]
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, manifest.entries))
+        read = iter(pool.map(one, unknown))
+    results = [e.hashed(known[e.path]) if e.path in known else next(read) for e in manifest.entries]
     entries = [r for r in results if isinstance(r, Entry)]
     skipped = manifest.skipped + [r for r in results if isinstance(r, dict)]
     return Manifest(manifest.root, manifest.classes, entries, skipped, manifest.warnings)

@@ -2,7 +2,8 @@
 
 Reuse is keyed by content: only images whose sha256 is not yet in the feature file (nor in part
 files left by an interrupted run) are computed; when nothing is missing no runtime starts, and when the base
-runs on ONNX from the model cache (``<cache_dir>/models``) TensorFlow is not imported.
+runs on ONNX from the model cache (``<cache_dir>/models``) TensorFlow is not imported. Photos the stat index
+vouches for (see :mod:`pipeline.statindex`) keep their recorded sha256 without being read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import backbones, datasets, engines, runtimes
+from . import backbones, datasets, engines, runtimes, statindex
 from .augment import describe as describe_augment
 from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
@@ -33,12 +34,16 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             batch_size: int = 32, cache_dir: str | os.PathLike = "cache", val_fraction: float = 0.0,
             test_fraction: float = 0.0, engine: str = "local", engine_options: dict | None = None,
             runtime: str = "auto", augment: int = 0, augment_policy: str = "default", seed: int = 0,
-            follow_links: bool = False, progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+            follow_links: bool = False, rehash: bool = False,
+            progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     """Extract features of every image under ``data_dir`` into ``cache_dir/<dataset>/<config>.h5``.
 
     Returns the summary that ``transfer extract --json`` prints: ``cache``, ``splits``, ``computed``,
     ``reused``, ``removed``, ``skipped``, ``seconds``, ``timings``, ``images_per_second``, ``runtime`` (where
-    the base ran; None when nothing was computed).
+    the base ran; None when nothing was computed), ``hashed`` (photos whose bytes were read to hash them).
+
+    A photo whose stat data are unchanged since the last run keeps its sha256 without being read (see
+    :mod:`pipeline.statindex`); ``rehash`` reads every photo.
 
     ``runtime``: ``auto`` (see :mod:`pipeline.runtimes.auto`), ``onnx`` or ``tensorflow``. An ONNX base is
     converted once into ``cache_dir/models`` and checked against TensorFlow on the first images; a conversion
@@ -74,24 +79,30 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
     runtimes.check(runtime, precision)
 
     t = time.perf_counter()
-    manifest = datasets.hash_files(datasets.scan(data_dir, val_fraction, test_fraction, follow_links))
+    scanned_ns = time.time_ns()  # before the first stat: the stat index's reference for racy entries
+    manifest = datasets.scan(data_dir, val_fraction, test_fraction, follow_links)
     resolved = backbones.resolve_weights(spec, size, weights, weights_dir)
-    timings = {"hash": time.perf_counter() - t, "convert": 0.0, "model": 0.0, "compute": 0.0, "commit": 0.0}
     config = FeatureConfig(spec.name, resolved.spec, resolved.sha256, size, pooling, preprocess, precision,
                            store_dtype, views_key, augment, str(manifest.root.resolve()))
     path = Path(cache_dir) / manifest.root.resolve().name / config.file_name()
+    index_file = statindex.location(path)
     notes = [resolved.note] if resolved.note else []
 
-    label_of = {c: i for i, c in enumerate(manifest.classes)}
-    views = {split: range(augment + 1 if split == "train" else 1) for split in manifest.splits}
-    wanted = {split: [Row(e.path, label_of[e.label], e.sha256, v) for e in manifest.split(split) for v in views[split]]
-              for split in manifest.splits}
-    first_path: dict = {}
-    for rows in wanted.values():
-        for r in rows:
-            first_path.setdefault(r.key, r.path)
-
     with FeatureCache(path, config) as cache:
+        hashing = statindex.hash_changed(manifest, index_file, cache.recorded(), rehash)
+        manifest = hashing.manifest
+        notes += hashing.notes
+        timings = {"hash": time.perf_counter() - t, "convert": 0.0, "model": 0.0, "compute": 0.0, "commit": 0.0}
+
+        label_of = {c: i for i, c in enumerate(manifest.classes)}
+        views = {split: range(augment + 1 if split == "train" else 1) for split in manifest.splits}
+        wanted = {split: [Row(e.path, label_of[e.label], e.sha256, v) for e in manifest.split(split)
+                          for v in views[split]] for split in manifest.splits}
+        first_path: dict = {}
+        for rows in wanted.values():
+            for r in rows:
+                first_path.setdefault(r.key, r.path)
+
         stored = cache.stored()
         missing = cache.missing(first_path)
         failed = dict(cache.known_errors)  # sha256 -> reason
@@ -127,6 +138,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         cache.commit(manifest.classes, splits, skipped)
         timings["commit"] = time.perf_counter() - t
         notes += cache.notes
+        notes += statindex.save(index_file, hashing, scanned_ns)
 
     compute_seconds = timings["compute"]
     return {
@@ -144,6 +156,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "images_per_second": round(computed / compute_seconds, 2) if compute_seconds else 0.0,
         "runtime": ran_on,
+        "hashed": hashing.read,
     }
 
 

@@ -46,6 +46,8 @@ def engine_options(command):
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
 @click.option("--follow-links", is_flag=True,
               help="Also read linked folders inside class folders (linked files are always read).")
+@click.option("--rehash", is_flag=True,
+              help="Read every photo to hash it, even those whose size, times and inode are unchanged.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(engines.ENGINES),
               help="local: this process; ray: Ray Data on a cluster (pip install 'transfer-pipeline[ray]').")
 @engine_options
@@ -55,14 +57,15 @@ def extract(data_dir: str, backbone: str, image_size: int | None, pooling: str, 
             weights_dir: str | None, preprocess: str, precision: str, store_dtype: str, batch_size: int,
             augment: int, augment_policy: str, seed: int,
             cache_dir: str, val_fraction: float, test_fraction: float, strict: bool, follow_links: bool,
-            engine: str, runtime: str, as_json: bool, **given) -> None:
+            rehash: bool, engine: str, runtime: str, as_json: bool, **given) -> None:
     """Stage one: run a frozen backbone over DATA_DIR and cache the features in HDF5."""
     from ..extraction import extract as run
 
     summary = run(data_dir, backbone=backbone, image_size=image_size, pooling=pooling, weights=weights,
                   weights_dir=weights_dir, preprocess=preprocess, precision=precision, store_dtype=store_dtype,
                   batch_size=batch_size, cache_dir=cache_dir, val_fraction=val_fraction, test_fraction=test_fraction,
-                  augment=augment, augment_policy=augment_policy, seed=seed, follow_links=follow_links, engine=engine,
+                  augment=augment, augment_policy=augment_policy, seed=seed, follow_links=follow_links, rehash=rehash,
+                  engine=engine,
                   engine_options={name[len(ENGINE_PREFIX):]: v for name, v in given.items() if v is not None},
                   runtime=runtime,
                   progress=progress_bars(not as_json and sys.stderr.isatty()))

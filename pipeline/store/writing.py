@@ -215,6 +215,15 @@ class FeatureCache:
         finished part files)."""
         return self._stored
 
+    def recorded(self) -> dict[str, str]:
+        """Path -> sha256 of every image the previous file (with this config) holds a row or an error for."""
+        if not self._reusable:
+            return {}
+        found = {e["path"]: e["sha256"] for e in self._old.errors() if e["sha256"]}
+        for split in self._old.splits:
+            found.update(zip(self._old.column(split, "paths"), self._old.column(split, "sha256")))
+        return found
+
     def missing(self, keys: Iterable[Key]) -> list[Key]:
         """The keys to compute: not stored, and not from a file already known to fail."""
         return [k for k in keys if k not in self._stored and k[0] not in self.known_errors]
