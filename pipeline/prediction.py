@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import replacing
+from .atomic import writing
 from .config import MAX_BATCH
 from .datasets import is_image
 from .errors import PipelineError
@@ -126,7 +126,7 @@ def write_csv(results: list[dict], run: Run | list[str], output: str | os.PathLi
     """``path,label,p_<class>...,error`` one row per input file."""
     classes = run.classes if isinstance(run, Run) else run
     output = Path(output)
-    with replacing(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with writing(output, newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["path", "label", *(f"p_{c}" for c in classes), "error"])
         for r in results:

@@ -40,12 +40,13 @@ def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_sc
 
 def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: str | os.PathLike | None = None,
                 top: int | None = None, min_score: float = 0.0, include_test: bool = False,
-                fix_list: str | os.PathLike | None = None) -> dict:
+                fix_list: str | os.PathLike | None = None, force: bool = False) -> dict:
     """Report duplicates, leakage, label issues and outliers in a feature file.
 
     Returns ``{"cache", "threshold", "images", "exact_duplicates", "label_conflicts", "cross_split",
     "near_duplicates", "splits", "label_issues", "outliers"}``; with ``output``, ``"sheets"``: one
-    contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV written there.
+    contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV written there (an existing
+    one, perhaps reviewed already, is replaced only with ``force``).
 
     Label issues and outliers are searched in train and val (and test with ``include_test``); ``top`` and
     ``min_score`` as in :func:`rank_findings`.
@@ -62,6 +63,10 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
         raise PipelineError(f"--threshold {threshold} must be a cosine similarity in (0, 1], e.g. 0.97")
     if top is not None and top < 0:
         raise PipelineError(f"--top {top} must be 0 or more")
+    if fix_list is not None and not force:
+        from .fixes import refuse_existing
+
+        refuse_existing(Path(fix_list))  # before the audit's work, not after
     with FeatureFile(cache_file) as f:
         rows = read_rows(f, augmented=True)
         classes, root = f.classes, f.config.get("dataset_root", "")
@@ -79,7 +84,7 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = 0.97, output: 
     if fix_list is not None:
         from .fixes import write_fix_list
 
-        result["fix_list"] = str(write_fix_list(result, fix_list))
+        result["fix_list"] = str(write_fix_list(result, fix_list, force))
     return result
 
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ..atomic import writing
 from ..datasets import REMOVED_DIR, _split_layout, _subdirs
 from ..errors import PipelineError
 
@@ -21,8 +22,17 @@ COLUMNS = ("path", "split", "class", "suggested", "score", "finding", "action")
 ACTIONS = ("relabel", "remove", "keep")
 
 
-def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
+def refuse_existing(path: Path) -> None:
+    """A :class:`PipelineError` when ``path`` exists (a link included): a fix list may hold a person's review."""
+    if os.path.lexists(path):
+        raise PipelineError(f"--fix-list {path} exists (reviewed already?); pass --force to replace it, or "
+                            "another file name")
+
+
+def write_fix_list(found: dict, path: str | os.PathLike, force: bool = False) -> Path:
     """Write the label issues and outliers of an audit result as a CSV to review; returns its path.
+
+    An existing ``path`` is replaced (atomically, a link replaced rather than followed) only with ``force``.
 
     Examples
     --------
@@ -30,15 +40,24 @@ def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
     PosixPath('fixes.csv')
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    if not force:
+        refuse_existing(path)
+    try:
+        _write_rows(found, path, force)
+    except FileExistsError:  # appeared while writing
+        refuse_existing(path)
+        raise
+    return path
+
+
+def _write_rows(found: dict, path: Path, replace: bool) -> None:
+    with writing(path, replace=replace, newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS)
         writer.writeheader()
         for finding, action in (("label_issues", "relabel"), ("outliers", "remove")):
             for x in found.get(finding, []):
                 writer.writerow({**{k: x[k] for k in ("path", "split", "class", "score")},
                                  "suggested": x.get("suggested") or "", "finding": finding[:-1], "action": action})
-    return path
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:
         if found.get(name):
             target = out_dir / f"{name}.png"
             title = f"{name.replace('_', ' ')}, most suspicious first"
-            contact_sheet([(root / x["path"], caption(x)) for x in found[name]], title, columns=GRID).save(target)
+            with replacing(target) as tmp:
+                contact_sheet([(root / x["path"], caption(x)) for x in found[name]], title, columns=GRID).save(tmp)
             written.append(str(target))
     return written
