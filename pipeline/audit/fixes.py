@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from ..atomic import writing
 from ..datasets import REMOVED_DIR, _split_layout, _subdirs
 from ..errors import PipelineError
+from . import moving
+from .moving import destination_problem
 
 COLUMNS = ("path", "split", "class", "suggested", "score", "finding", "action")
 ACTIONS = ("relabel", "remove", "keep")
@@ -120,6 +122,8 @@ def _plan_row(root: Path, row: dict, depth: int, classes: dict[str, set[str]], p
         target = PurePosixPath(*rel.parts[:depth], wanted, *rel.parts[depth + 1:])
     if os.path.lexists(root / target):
         raise problem("path", f"{target} exists already; rename one of the two files (nothing is overwritten)")
+    if why := destination_problem(root, str(target)):
+        raise problem("path", f"{target} would leave the dataset: {why}")
     return Move(str(rel), str(target), action)
 
 
@@ -165,21 +169,25 @@ def apply_fixes(data_dir: str | os.PathLike, fix_list: str | os.PathLike, dry_ru
     """Apply a reviewed fix list to the photo folders: relabel rows move the file to the suggested class
     folder of its split, remove rows into ``_removed/``, keep rows change nothing.
 
-    The whole list is validated first (:func:`plan_fixes`); ``dry_run`` stops there. Returns
-    ``{"data_dir", "fix_list", "dry_run", "moved": [{"path", "to", "action"}]}``.
+    The whole list is validated first (:func:`plan_fixes`); ``dry_run`` stops there. The moves are one
+    transaction (:mod:`pipeline.audit.moving`): all are made, or those made are undone, or a journal stays that
+    rerunning the same list finishes (``resumed``). Returns ``{"data_dir", "fix_list", "dry_run", "resumed",
+    "moved": [{"path", "to", "action"}]}``.
 
     Examples
     --------
     >>> apply_fixes("data/pets", "fixes.csv", dry_run=True)["moved"][0]   # doctest: +SKIP
     {'path': 'train/cats/cat.17.jpg', 'to': 'train/dogs/cat.17.jpg', 'action': 'relabel'}
     """
-    root = Path(data_dir)
-    moves = plan_fixes(root, fix_list)
-    for move in [] if dry_run else moves:
-        target = root / move.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.lexists(target):  # appeared since validation: still never overwrite
-            raise PipelineError(f"{move.target} appeared while moving; stopped before overwriting it")
-        os.rename(root / move.source, target)
-    return {"data_dir": str(root), "fix_list": str(fix_list), "dry_run": dry_run,
-            "moved": [{"path": m.source, "to": m.target, "action": m.action} for m in moves]}
+    root, fix_list = Path(data_dir), Path(fix_list)
+    pending = moving.unfinished(root, fix_list) if root.is_dir() and fix_list.is_file() else None
+    if pending is not None:
+        if not dry_run:
+            moving.finish(root, pending)
+        moved = pending
+    else:
+        moved = [{"path": m.source, "to": m.target, "action": m.action} for m in plan_fixes(root, fix_list)]
+        if not dry_run:
+            moving.apply(root, fix_list, moved)
+    return {"data_dir": str(root), "fix_list": str(fix_list), "dry_run": dry_run, "resumed": pending is not None,
+            "moved": moved}
