@@ -17,6 +17,7 @@ import numpy as np
 
 from ..config import FeatureConfig, differences
 from ..errors import CacheLocked, PipelineError
+from ..images import transient
 from ..locks import holder, open_lock, stamp
 from .layout import CHUNK_ROWS, SHA, STR, Key, Row, recorded_runtimes
 from .parts import Parts, fsync
@@ -194,7 +195,8 @@ class FeatureCache:
             return
         self._reusable = True
         self._old_index = self._old.index()
-        self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors() if e["sha256"]}
+        self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors()  # the machine's failures retried
+                             if e["sha256"] and not transient(e["reason"])}
 
     def _old_shape(self) -> tuple | None:
         if not self._old_index:
