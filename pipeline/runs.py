@@ -146,6 +146,7 @@ class Run:
 
     def head(self):
         """The fitted head, checked against the recorded classes."""
+        self._check_width()
         head = self._loading(lambda: head_class(self.config["head"]).load(self.dir, self.config["params"]))
         self._check_classes(len(getattr(head, "classes_", ())))
         return head
@@ -153,6 +154,7 @@ class Run:
     def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
         """The fitted head's ``predict_proba``, checked against the recorded classes. Linear heads compute it
         from their saved arrays with numpy (:mod:`pipeline.heads._arrays`): predicting imports no scikit-learn."""
+        self._check_width()
         loaded = self._loading(lambda: _arrays.load(self.config["head"], self.dir))
         if loaded is None:
             return self.head().predict_proba
@@ -168,6 +170,15 @@ class Run:
         except Exception as exc:  # a damaged head file can fail inside numpy, scikit-learn or Keras
             raise PipelineError(f"{self.dir}: cannot load the fitted {self.config['head']} head "
                                 f"({type(exc).__name__}: {exc}); train again") from None
+
+    def _check_width(self) -> None:
+        """Refuse a head whose arrays take another number of features per image than the recorded shape."""
+        expected = int(np.prod(self.config["feature_shape"]))
+        widths = self._loading(lambda: _arrays.input_widths(self.dir)) - {expected}
+        if widths:
+            raise PipelineError(f"{self.dir}: the fitted head takes {min(widths)} features per image, config.json "
+                                f"records feature_shape {self.config['feature_shape']} ({expected}); the run "
+                                "directory is damaged (train again)")
 
     def _check_classes(self, count: int) -> None:
         if count != len(self.classes):
