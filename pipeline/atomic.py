@@ -2,9 +2,9 @@
 never through a link that someone else planted.
 
 A file is first created beside its destination under an unpredictable name, with ``O_CREAT | O_EXCL |
-O_NOFOLLOW`` (so nothing already at that name, a link least of all, is opened), written, checked to be still the
-file this process created, fsynced, and moved over the destination with ``os.replace``: a destination that is a
-link is replaced by the new file, never written through. ``replace=False`` publishes only where nothing is yet
+O_NOFOLLOW`` (so nothing already at that name, a link least of all, is opened), written, checked to be still
+this user's own regular file with no other name, fsynced, and moved over the destination with ``os.replace``:
+a destination that is a link is replaced by the new file, never written through. ``replace=False`` publishes only where nothing is yet
 (for files a person reviewed). A folder is replaced only when it holds exactly what its earlier write listed in
 its marker file; anything else in it is a reason to refuse, never to delete.
 """
@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,32 +34,29 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{stem}.tmp-{secrets.token_hex(8)}{suffixes}")
 
 
-def _create(path: Path) -> tuple[Path, tuple[int, int]]:
-    """A new empty temporary file beside ``path`` (the umask's permissions, as any file the user writes) and
-    its identity ``(device, inode)``."""
+def _create(path: Path) -> Path:
+    """A new empty temporary file beside ``path``, with the umask's permissions as any file the user writes."""
     for _ in range(16):
         tmp = temporary_name(path)
         try:
-            fd = os.open(tmp, _CREATE, 0o666)
+            os.close(os.open(tmp, _CREATE, 0o666))
         except FileExistsError:
             continue
-        try:
-            stat = os.fstat(fd)
-        finally:
-            os.close(fd)
-        return tmp, (stat.st_dev, stat.st_ino)
+        return tmp
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
-def _sync_written(tmp: Path, identity: tuple[int, int], path: Path) -> None:
-    """fsync ``tmp`` after checking it is still the file :func:`_create` made (not a link, not swapped)."""
+def _sync_written(tmp: Path, path: Path) -> None:
+    """fsync ``tmp`` after checking it is still this process's own file: a regular file (not a link) of this
+    user with no other name (not a hard link to someone's file). A writer may replace it (an atomic writer
+    inside this one does), but no one else can have put another file there."""
     try:
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         fd = -1
     try:
-        stat = os.fstat(fd) if fd >= 0 else None
-        if stat is None or (stat.st_dev, stat.st_ino) != identity:
+        info = os.fstat(fd) if fd >= 0 else None
+        if info is None or not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
             raise PipelineError(f"the temporary file for {path} was replaced while it was written; {path} was "
                                 "left as it was (is someone else writing that folder?)")
         os.fsync(fd)
@@ -90,10 +88,10 @@ def replacing(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, identity = _create(path)
+    tmp = _create(path)
     try:
         yield tmp
-        _sync_written(tmp, identity, path)
+        _sync_written(tmp, path)
         if replace:
             os.replace(tmp, path)
         else:

@@ -211,7 +211,7 @@ def test_a_held_conversion_lock_ends_the_command_with_exit_2(converted, tmp_path
     model.parent.mkdir(parents=True)
     fd = os.open(model.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    monkeypatch.setattr(modelcache, "LOCK_WAIT", 0.5)
+    monkeypatch.setenv("TRANSFER_LOCK_WAIT", "0.5")
     try:
         last_line_refusal(run_extract(converted, model), "gave up after waiting", "--runtime tensorflow")
     finally:

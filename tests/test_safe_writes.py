@@ -96,6 +96,21 @@ def test_a_temporary_file_swapped_while_written_is_never_published(tmp_path, vic
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "victim.txt"]
 
 
+def test_a_temporary_file_swapped_for_a_hard_link_is_never_published(tmp_path, victim):
+    with pytest.raises(PipelineError, match="replaced while it was written"):
+        with atomic.replacing(tmp_path / "out.csv") as tmp:
+            tmp.unlink()
+            os.link(victim, tmp)
+    assert not (tmp_path / "out.csv").exists() and victim.read_text() == SECRET
+
+
+def test_a_writer_that_writes_atomically_itself_is_published(tmp_path):
+    with atomic.replacing(tmp_path / "model.onnx") as tmp:
+        atomic.write_bytes(tmp, b"onnx bytes")  # as converting.to_onnx does inside an export
+    assert (tmp_path / "model.onnx").read_bytes() == b"onnx bytes"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
 def test_temporary_names_cannot_be_guessed_and_keep_the_whole_suffix(tmp_path):
     names = {atomic.temporary_name(tmp_path / "base.weights.h5").name for _ in range(20)}
     assert len(names) == 20 and all(n.startswith(".base.tmp-") and n.endswith(".weights.h5") for n in names)

@@ -23,7 +23,7 @@ when it disagrees; it never runs without TensorFlow and the weights file. Every 
 float32 features of the recorded shape, all finite, or the run stops (:func:`check_features`).
 
 Only one process converts a model at a time; another one that needs it says within a second whom it waits for,
-and gives up after :data:`LOCK_WAIT` seconds with a one-line error.
+and gives up after :data:`LOCK_WAIT` seconds (or ``$TRANSFER_LOCK_WAIT``) with a one-line error.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ from .provenance import foreign_writer
 
 TOLERANCE = TOLERANCES["onnx"]  # of the features' scale; float32 conversions measure 1e-7 to 6e-6
 PARITY_IMAGES = 16  # images in the parity batch
-LOCK_WAIT = 900.0  # seconds a run waits for another process's conversion (MobileNetV2 converts in about 20)
+LOCK_WAIT = 900.0  # seconds a run waits for another process's conversion (MobileNetV2 converts in about 20);
+# the environment variable TRANSFER_LOCK_WAIT sets another
 LOCK_POLL = 0.2  # seconds between tries of a held conversion lock
 
 log = logging.getLogger(__name__)
@@ -219,11 +220,20 @@ def _reference(job, x: np.ndarray) -> np.ndarray:
     return converting.trace(model)(tf.constant(x)).numpy()
 
 
+def _lock_wait() -> float:
+    """Seconds to wait for a held conversion lock: ``$TRANSFER_LOCK_WAIT``, else :data:`LOCK_WAIT`."""
+    text = os.environ.get("TRANSFER_LOCK_WAIT", "").strip()
+    try:
+        return float(text) if text else LOCK_WAIT
+    except ValueError:
+        raise PipelineError(f"TRANSFER_LOCK_WAIT={text!r} is not a number of seconds") from None
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Wait for, then hold, the conversion lock of ``path``: a wait says whom it waits for at once and gives up
     after :data:`LOCK_WAIT` seconds with a :class:`PipelineError`."""
-    lock_path = path.with_suffix(".lock")
+    lock_path, limit = path.with_suffix(".lock"), _lock_wait()
     fd = open_lock(lock_path)
     try:
         start, told = time.monotonic(), False
@@ -233,13 +243,13 @@ def _locked(path: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 waited = time.monotonic() - start
-                if waited >= LOCK_WAIT:
+                if waited >= limit:
                     raise PipelineError(f"gave up after waiting {waited:.0f} s for {holder(fd)} to convert {path.name} "
                                         f"(lock {lock_path}); rerun once it is done, or pass --runtime tensorflow") \
                         from None
                 if not told:
                     log.warning(f"waiting for {holder(fd)}, which is converting {path.name} (lock {lock_path}); "
-                                f"giving up after {LOCK_WAIT:.0f} s")
+                                f"giving up after {limit:.0f} s")
                     told = True
                 time.sleep(LOCK_POLL)
         stamp(fd)
