@@ -83,6 +83,15 @@ def test_a_class_folder_linking_out_of_the_dataset_is_refused(data, fixes, tmp_p
     assert sorted(p.name for p in (outside / "blue").iterdir()) == ["blue0.png"]
 
 
+def test_a_removed_folder_on_another_filesystem_is_refused_before_anything_moves(data, fixes, monkeypatch):
+    (data / "_removed").mkdir()
+    real = moving._device
+    monkeypatch.setattr(moving, "_device", lambda p: real(p) + (1 if p.name == "_removed" else 0))
+    before = tree(data)
+    refused(relabel(data, fixes), "row 3", "another filesystem")
+    assert tree(data) == before
+
+
 def test_a_move_that_fails_undoes_the_moves_before_it(data, fixes, monkeypatch):
     before = tree(data)
     failing_second_move(monkeypatch)

@@ -23,7 +23,7 @@ JOURNAL = ".transfer-relabel-journal.json"
 def destination_problem(root: Path, target: str) -> str:
     """Why moving a file of ``root`` to ``target`` (relative) could put it outside the dataset ('' when it
     cannot): a folder on the way is a link, or on another filesystem than the dataset."""
-    device = os.stat(root).st_dev
+    device = _device(root)
     folder = root
     for part in PurePosixPath(target).parts[:-1]:
         folder = folder / part
@@ -31,9 +31,13 @@ def destination_problem(root: Path, target: str) -> str:
             break
         if folder.is_symlink() or not folder.is_dir():
             return f"{folder.relative_to(root)} is a link or a file, not a folder of the dataset"
-        if os.stat(folder).st_dev != device:
+        if _device(folder) != device:
             return f"{folder.relative_to(root)} is on another filesystem than the dataset"
     return ""
+
+
+def _device(path: Path) -> int:
+    return os.stat(path).st_dev
 
 
 def _record(root: Path, fix_list: Path, moves: list[dict]) -> Path:
