@@ -3,8 +3,9 @@
 ``write_fix_list`` writes one row per label issue (action ``relabel`` to the suggested class) and per outlier
 (action ``remove``); a person reviews it, setting ``action`` to ``keep`` where the finding is wrong or editing
 ``suggested``. ``apply_fixes`` validates every row before moving anything, then moves each file to its new
-class folder (same split) or into ``_removed/`` at the dataset root, which the scan never reads. The cache
-is keyed by content, so the next ``extract`` follows the moves without computing anything.
+class folder (same split) or into ``_removed/`` at the dataset root, which the scan never reads, as one
+transaction (:mod:`pipeline.audit.moving`). The cache is keyed by content, so the next ``extract`` follows the
+moves without computing anything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from ..atomic import writing
 from ..datasets import REMOVED_DIR, _split_layout, _subdirs
 from ..errors import PipelineError
 from . import moving
-from .moving import destination_problem
 
 COLUMNS = ("path", "split", "class", "suggested", "score", "finding", "action")
 ACTIONS = ("relabel", "remove", "keep")
@@ -122,7 +122,7 @@ def _plan_row(root: Path, row: dict, depth: int, classes: dict[str, set[str]], p
         target = PurePosixPath(*rel.parts[:depth], wanted, *rel.parts[depth + 1:])
     if os.path.lexists(root / target):
         raise problem("path", f"{target} exists already; rename one of the two files (nothing is overwritten)")
-    if why := destination_problem(root, str(target)):
+    if why := moving.destination_problem(root, str(target)):
         raise problem("path", f"{target} would leave the dataset: {why}")
     return Move(str(rel), str(target), action)
 
