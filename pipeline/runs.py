@@ -145,10 +145,13 @@ class Run:
         return features
 
     def head(self):
-        """The fitted head, checked against the recorded classes."""
+        """The fitted head, checked against the recorded classes and feature shape."""
         self._check_width()
         head = self._loading(lambda: head_class(self.config["head"]).load(self.dir, self.config["params"]))
         self._check_classes(len(getattr(head, "classes_", ())))
+        model = getattr(head, "model_", None)  # a Keras head (head.keras) may disagree with its own arrays
+        if model is not None:
+            self._check_width({int(np.prod(model.input_shape[1:]))})
         return head
 
     def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -171,10 +174,13 @@ class Run:
             raise PipelineError(f"{self.dir}: cannot load the fitted {self.config['head']} head "
                                 f"({type(exc).__name__}: {exc}); train again") from None
 
-    def _check_width(self) -> None:
-        """Refuse a head whose arrays take another number of features per image than the recorded shape."""
+    def _check_width(self, widths: set[int] | None = None) -> None:
+        """Refuse a head that takes another number of features per image than the recorded shape: ``widths``,
+        by default those its arrays take."""
         expected = int(np.prod(self.config["feature_shape"]))
-        widths = self._loading(lambda: _arrays.input_widths(self.dir)) - {expected}
+        if widths is None:
+            widths = self._loading(lambda: _arrays.input_widths(self.dir))
+        widths = widths - {expected}
         if widths:
             raise PipelineError(f"{self.dir}: the fitted head takes {min(widths)} features per image, config.json "
                                 f"records feature_shape {self.config['feature_shape']} ({expected}); the run "

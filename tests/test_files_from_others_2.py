@@ -48,6 +48,18 @@ def test_a_head_of_another_feature_width_is_refused_before_it_runs(run, tmp_path
             load(open_run(copy))
 
 
+def test_a_keras_head_of_another_feature_width_is_refused(run, tmp_path):
+    import keras
+
+    cache = json.loads((run / "config.json").read_text())["cache"]
+    dense = Path(train(cache, "dense", {"units": "4", "epochs": 1}, run_dir=tmp_path / "dense")["run_dir"])
+    width = int(np.prod(json.loads((dense / "config.json").read_text())["feature_shape"]))
+    other = keras.Sequential([keras.Input((width + 3,)), keras.layers.Dense(2, activation="softmax")])
+    other.save(dense / "head.keras")
+    with pytest.raises(PipelineError, match=f"takes {width + 3} features per image"):
+        open_run(dense).head()
+
+
 def test_every_picture_in_a_folder_is_accounted_for(tmp_path):
     folder = tmp_path / "new"
     for name in ("a.png", "b.tif", "c.jpe", "d.heic", "e.TIFF"):
