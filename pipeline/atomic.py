@@ -11,6 +11,7 @@ its marker file; anything else in it is a reason to refuse, never to delete.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -95,10 +96,23 @@ def replacing(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
         if replace:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path, follow_symlinks=False)  # fails, atomically, where anything is at ``path``
+            _publish_new(tmp, path)
         _sync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only where nothing is yet: a hard link fails, atomically, where anything
+    is; on a filesystem without hard links, a check just before ``os.replace``."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
 
 
 @contextmanager
