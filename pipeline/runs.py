@@ -149,9 +149,9 @@ class Run:
         self._check_width()
         head = self._loading(lambda: head_class(self.config["head"]).load(self.dir, self.config["params"]))
         self._check_classes(len(getattr(head, "classes_", ())))
-        model = getattr(head, "model_", None)  # a Keras head (head.keras) may disagree with its own arrays
-        if model is not None:
-            self._check_width({int(np.prod(model.input_shape[1:]))})
+        shape = getattr(getattr(head, "model_", None), "input_shape", None)  # a Keras head's (head.keras)
+        if shape is not None:
+            self._check_width({int(np.prod(shape[1:]))})
         return head
 
     def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
