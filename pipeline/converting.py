@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .atomic import replacing
+from .atomic import write_bytes
 from .errors import PipelineError
 
 ONNX_OPSET = 17  # runs on onnxruntime 1.14 (2023) and later
@@ -55,8 +55,7 @@ def _input_spec(model):
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` beside ``path`` and rename it into place: readers see the old file or the new one."""
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)  # created with the umask's permissions, as any file the user writes
+    write_bytes(path, data)  # created with the umask's permissions, as any file the user writes
     return Path(path)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replacing
 from .hashing import stable_fraction
 
 SAMPLE_SIZE = 96
@@ -31,7 +32,8 @@ def write_digits(root: str | os.PathLike, size: int = SAMPLE_SIZE) -> Path:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = (255 - image * (255 / 16)).astype(np.uint8)  # dark ink on white paper
-        Image.fromarray(pixels).resize((size, size), Image.BILINEAR).convert("RGB").save(path)
+        with replacing(path) as tmp:
+            Image.fromarray(pixels).resize((size, size), Image.BILINEAR).convert("RGB").save(tmp)
     return root
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from .atomic import folder_problem
 from .errors import PipelineError
 from .tolerances import INT8_MIN_TOP1, TOLERANCES
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 Runner = Callable[["np.ndarray"], "np.ndarray"]
 Writer = Callable[[object, Path, Sequence[str], "list[np.ndarray] | None"], None]
 LABELS = "labels.txt"
+MARKER = ".transfer-export.json"  # in a folder export: every entry it wrote, so a later export may replace it
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,8 @@ class Format:
             return f"--output {output} is a folder; pass a file name ending in {self.suffix}"
         if not self.suffix and output.suffix in SUFFIXES:
             return f"--output {output} names a {output.suffix} file, but --format {self.name} writes a folder"
-        if not self.suffix and output.exists() and not (output / "saved_model.pb").is_file() \
-                and (output.is_file() or any(output.iterdir())):
-            return f"--output {output} exists and is not a SavedModel folder; pass a new folder"
+        if not self.suffix and (problem := folder_problem(output, MARKER)):  # only an earlier export, unchanged
+            return f"--output {output} is not a SavedModel folder an earlier export wrote ({problem}); pass a new folder"
         return ""
 
     def labels_path(self, output: Path) -> Path:

@@ -71,7 +71,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
     split, files, total = export_images.check_files(run, check_images, data_dir)
     pixels, expected = _reference(run, files, weights_dir)
     calibration = export_images.calibration(run, calibration_images, data_dir) if fmt.calibrated else None
-    with (replacing_folder(output) if not fmt.suffix else replacing(output)) as tmp, quiet.filtered_stderr():
+    with (replacing_folder(output, export_formats.MARKER) if not fmt.suffix else replacing(output)) as tmp, quiet.filtered_stderr():
         fmt.write(model, tmp, run.classes, calibration)
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else tmp.stat().st_size
         runner = fmt.load(tmp)

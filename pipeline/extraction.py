@@ -18,7 +18,7 @@ from . import backbones, datasets, engines, runtimes, statindex
 from .augment import describe as describe_augment
 from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
-from .images import decode_all
+from .images import decode_all, transient
 from .store import FeatureCache, Row
 
 
@@ -128,8 +128,8 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         splits: dict[str, list[Row]] = {}
         for split, rows in wanted.items():
             splits[split] = [r for r in rows if r.sha256 not in failed]
-            skipped += [{"path": r.path, "sha256": r.sha256, "reason": failed[r.sha256]}
-                        for r in rows if r.sha256 in failed and r.view == 0]  # once per file, not per view
+            skipped += [{"path": r.path, "sha256": "" if transient(failed[r.sha256]) else r.sha256,  # retried if ""
+                         "reason": failed[r.sha256]} for r in rows if r.sha256 in failed and r.view == 0]  # once a file
         kept = {r.key for rows in splits.values() for r in rows}
         removed = cache.removed(kept)
         reused = sum(1 for rows in splits.values() for r in rows if r.key in stored)

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import augment as augmentation
 from . import runs
+from .atomic import replacing
 from .config import fingerprint, utc_now
 from .errors import PipelineError
 from .hashing import file_sha256
@@ -207,9 +208,12 @@ def _write(out: Path, model, base, head, source: runs.Run, data: dict, fit_secon
     for m in metrics.values():
         m["fit_seconds"] = fit_seconds
     weights_file = out / "base.weights.h5"
-    base.save_weights(weights_file)
-    head.save(out / "head.keras")
-    np.savez(out / "head.npz", **network_arrays(head))  # predict's head without Keras
+    with replacing(weights_file) as tmp:
+        base.save_weights(tmp)
+    with replacing(out / "head.keras") as tmp:
+        head.save(tmp)
+    with replacing(out / "head.npz") as tmp:
+        np.savez(tmp, **network_arrays(head))  # predict's head without Keras
     features = dict(source.features, weights=weights_file.name,  # relative: the run dir can move
                     weights_sha256=file_sha256(weights_file))
     baseline = source.metrics() if (source.dir / "metrics.json").is_file() else {}

@@ -41,13 +41,24 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+READ_FAILED = "cannot read file"  # the machine failed (an I/O error), not the file: tried again next run
+NO_MEMORY = "not enough memory to decode this image"  # likewise
+
+
+def transient(reason: str) -> bool:
+    """Whether a failure of :func:`load_image` came from the machine (memory, I/O) rather than the file's bytes:
+    such a failure is reported but not remembered, so the next run tries the file again."""
+    return reason.startswith((READ_FAILED, NO_MEMORY))
+
+
 def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
-    """``(pixels (size, size, 3) uint8, "")`` or ``(None, reason)`` for a file that cannot be used."""
+    """``(pixels (size, size, 3) uint8, "")`` or ``(None, reason)`` for a file that cannot be used (see
+    :func:`transient` for which reasons are the machine's)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # opening a pipe would wait forever
             return None, "not a regular file (a pipe, socket or device)"
     except OSError as exc:
-        return None, f"cannot read file: {exc.strerror or exc}"
+        return None, f"{READ_FAILED}: {exc.strerror or exc}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -68,12 +79,14 @@ def load_image(path: str, size: int) -> tuple[np.ndarray | None, str]:
     except Image.DecompressionBombError as exc:
         return None, f"decompression bomb: {exc}"
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the system's error (EIO, ESTALE), not Pillow's
+            return None, f"{READ_FAILED}: {exc.strerror or exc}"
         text = str(exc) or type(exc).__name__
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             return None, f"truncated or damaged image data ({text})"
         return None, f"cannot decode image ({text})"
     except MemoryError:
-        return None, "not enough memory to decode this image"
+        return None, NO_MEMORY
     except Exception as exc:  # a crafted file can trip any error inside a decoder: one file must not stop the run
         return None, f"damaged image data ({type(exc).__name__}: {exc})"
 

@@ -32,9 +32,7 @@ def confusion_png(path: Path, matrices: dict[str, list[list[int]]], classes: lis
         ConfusionMatrixDisplay(np.array(matrix), display_labels=[_literal(c) for c in classes]).plot(ax=ax, colorbar=False,
                                                                                xticks_rotation="vertical")
         ax.set_title(split)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -50,7 +48,15 @@ def curves_png(path: Path, history: dict[str, list[float]]) -> Path:
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
+
+
+def _save(fig, path: Path) -> None:
+    """Lay out, write (atomically) and close ``fig``."""
+    from .atomic import replacing
+
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    _pyplot().close(fig)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import replacing
+from .atomic import writing
 from .config import MAX_BATCH
 from .datasets import is_image
 from .errors import PipelineError
@@ -31,16 +31,25 @@ def display_path(path: str) -> str:
 
 
 def image_files(paths) -> list[str]:
-    """Files as given, and the images under folders (recursively, sorted)."""
+    """Files as given, and the pictures under folders (recursively, sorted): every file whose extension names
+    an image format, also those the dataset scan does not read (TIFF, HEIC, ...), which then get a row saying
+    whether they could be read, rather than being left out without a word."""
     files: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image(f.name))
+            files += sorted(str(f) for f in p.rglob("*") if f.is_file() and _picture(f.name))
         elif p.is_file():
             files.append(str(p))
         else:
             raise PipelineError(f"{p} not found: pass image files or folders of images")
     return files
+
+
+OTHER_PICTURES = frozenset({".tif", ".tiff", ".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2", ".ico", ".ppm"})
+
+
+def _picture(name: str) -> bool:
+    return is_image(name) or (not name.startswith(".") and Path(name).suffix.lower() in OTHER_PICTURES)
 
 
 class Extractor:
@@ -126,7 +135,7 @@ def write_csv(results: list[dict], run: Run | list[str], output: str | os.PathLi
     """``path,label,p_<class>...,error`` one row per input file."""
     classes = run.classes if isinstance(run, Run) else run
     output = Path(output)
-    with replacing(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with writing(output, newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["path", "label", *(f"p_{c}" for c in classes), "error"])
         for r in results:

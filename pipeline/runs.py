@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import plots
+from .atomic import umask, write_text, writing
 from .config import POOLINGS, PRECISIONS, PREPROCESSINGS, RUN_KEYS, STORE_DTYPES, differences, fingerprint
 from .datasets import path_problem
 from .errors import PipelineError
@@ -68,10 +70,10 @@ def creating(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a hidden folder to write a run into; it becomes ``run_dir`` only once complete, so a run
     directory is whole or absent. An existing run (or any non-empty folder) is refused, never overwritten."""
     target = check_target(run_dir)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))  # unpredictable, ours alone
     try:
+        os.chmod(tmp, 0o777 & ~umask())
         yield tmp
         os.replace(tmp, target)  # an empty target folder is replaced whole
     finally:
@@ -79,7 +81,7 @@ def creating(run_dir: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -112,7 +114,7 @@ def write_run(out: Path, config: dict, metrics: dict, predictions: dict[str, tup
 
 def write_predictions(path: Path, paths, y_true, proba: np.ndarray, classes: list[str]) -> None:
     """``path,true,predicted,p_<class>...`` one row per image."""
-    with open(path, "w", newline="") as fh:
+    with writing(path, newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["path", "true", "predicted", *(f"p_{c}" for c in classes)])
         for p, t, row in zip(paths, y_true, proba):
@@ -143,14 +145,19 @@ class Run:
         return features
 
     def head(self):
-        """The fitted head, checked against the recorded classes."""
+        """The fitted head, checked against the recorded classes and feature shape."""
+        self._check_width()
         head = self._loading(lambda: head_class(self.config["head"]).load(self.dir, self.config["params"]))
         self._check_classes(len(getattr(head, "classes_", ())))
+        shape = getattr(getattr(head, "model_", None), "input_shape", None)  # a Keras head's (head.keras)
+        if shape is not None:
+            self._check_width({int(np.prod(shape[1:]))})
         return head
 
     def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
         """The fitted head's ``predict_proba``, checked against the recorded classes. Linear heads compute it
         from their saved arrays with numpy (:mod:`pipeline.heads._arrays`): predicting imports no scikit-learn."""
+        self._check_width()
         loaded = self._loading(lambda: _arrays.load(self.config["head"], self.dir))
         if loaded is None:
             return self.head().predict_proba
@@ -166,6 +173,18 @@ class Run:
         except Exception as exc:  # a damaged head file can fail inside numpy, scikit-learn or Keras
             raise PipelineError(f"{self.dir}: cannot load the fitted {self.config['head']} head "
                                 f"({type(exc).__name__}: {exc}); train again") from None
+
+    def _check_width(self, widths: set[int] | None = None) -> None:
+        """Refuse a head that takes another number of features per image than the recorded shape: ``widths``,
+        by default those its arrays take."""
+        expected = int(np.prod(self.config["feature_shape"]))
+        if widths is None:
+            widths = self._loading(lambda: _arrays.input_widths(self.dir))
+        widths = widths - {expected}
+        if widths:
+            raise PipelineError(f"{self.dir}: the fitted head takes {min(widths)} features per image, config.json "
+                                f"records feature_shape {self.config['feature_shape']} ({expected}); the run "
+                                "directory is damaged (train again)")
 
     def _check_classes(self, count: int) -> None:
         if count != len(self.classes):

@@ -25,7 +25,7 @@ from pipeline.atomic import replacing_folder
 from pipeline.cli import main
 from pipeline.cli.train import export_table
 from pipeline.errors import PipelineError
-from pipeline.export_formats import FORMATS
+from pipeline.export_formats import FORMATS, MARKER
 from pipeline.export_images import stratified
 from pipeline.exporting import judge, tolerance
 from pipeline.images import decode_all, load_image
@@ -206,12 +206,12 @@ def test_judge_refuses_a_broken_int8_file_and_nan():
 
 def test_replacing_folder_is_whole_or_absent(tmp_path):
     target = tmp_path / "saved"
-    with replacing_folder(target) as tmp:
+    with replacing_folder(target, MARKER) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(RuntimeError), replacing_folder(target) as tmp:
+    with pytest.raises(RuntimeError), replacing_folder(target, MARKER) as tmp:
         (tmp / "b").write_text("2")
         raise RuntimeError("conversion failed")
-    assert [p.name for p in tmp_path.iterdir()] == ["saved"] and [p.name for p in target.iterdir()] == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["saved"] and sorted(p.name for p in target.iterdir()) == [MARKER, "a"]
 
 
 @needs_shared

@@ -47,14 +47,15 @@ def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_sc
 
 def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSINE,
                 output: str | os.PathLike | None = None, top: int | None = None, min_score: float = 0.0,
-                include_test: bool = False, fix_list: str | os.PathLike | None = None) -> dict:
+                include_test: bool = False, fix_list: str | os.PathLike | None = None,
+                force: bool = False) -> dict:
     """Report duplicates, leakage, label issues and outliers in a feature file.
 
     Returns ``{"cache", "threshold", "images", "exact_duplicates", "label_conflicts", "cross_split",
     "near_duplicates", "splits", "label_issues", "outliers"}`` (a key per kind of
     :data:`~pipeline.audit.kinds.FINDINGS`: the group kinds, then the audited splits, then the image kinds);
     with ``output``, ``"sheets"``: one contact-sheet PNG per finding; with ``fix_list``, ``"fix_list"``: the CSV
-    written there.
+    written there (an existing one, perhaps reviewed already, is replaced only with ``force``).
 
     Image kinds (label issues, outliers) are searched in train and val (and test with ``include_test``); ``top``
     and ``min_score`` as in :func:`rank_findings`.
@@ -71,6 +72,10 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
         raise PipelineError(f"--threshold {threshold} must be a cosine similarity in (0, 1], e.g. {NEAR_COPY_COSINE}")
     if top is not None and top < 0:
         raise PipelineError(f"--top {top} must be 0 or more")
+    if fix_list is not None and not force:
+        from .fixes import refuse_existing
+
+        refuse_existing(Path(fix_list))  # before the audit's work, not after
     from ..store import FeatureFile
     from .vectors import read_rows
 
@@ -91,7 +96,7 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
     if fix_list is not None:
         from .fixes import write_fix_list
 
-        result["fix_list"] = str(write_fix_list(result, fix_list))
+        result["fix_list"] = str(write_fix_list(result, fix_list, force))
     return result
 
 

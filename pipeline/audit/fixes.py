@@ -3,8 +3,9 @@
 ``write_fix_list`` writes one row per label issue (action ``relabel`` to the suggested class) and per outlier
 (action ``remove``); a person reviews it, setting ``action`` to ``keep`` where the finding is wrong or editing
 ``suggested``. ``apply_fixes`` validates every row before moving anything, then moves each file to its new
-class folder (same split) or into ``_removed/`` at the dataset root, which the scan never reads. The cache
-is keyed by content, so the next ``extract`` follows the moves without computing anything.
+class folder (same split) or into ``_removed/`` at the dataset root, which the scan never reads, as one
+transaction (:mod:`pipeline.audit.moving`). The cache is keyed by content, so the next ``extract`` follows the
+moves without computing anything.
 """
 
 from __future__ import annotations
@@ -14,17 +15,28 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ..atomic import writing
 from ..datasets import REMOVED_DIR, _split_layout, _subdirs
 from ..errors import PipelineError
+from . import moving
 from .kinds import image_kinds
 
 COLUMNS = ("path", "split", "class", "suggested", "score", "finding", "action")
 ACTIONS = ("relabel", "remove", "keep")
 
 
-def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
+def refuse_existing(path: Path) -> None:
+    """A :class:`PipelineError` when ``path`` exists (a link included): a fix list may hold a person's review."""
+    if os.path.lexists(path):
+        raise PipelineError(f"--fix-list {path} exists (reviewed already?); pass --force to replace it, or "
+                            "another file name")
+
+
+def write_fix_list(found: dict, path: str | os.PathLike, force: bool = False) -> Path:
     """Write the suspicious images of an audit result (label issues, outliers: each image kind, with its action)
     as a CSV to review; returns its path.
+
+    An existing ``path`` is replaced (atomically, a link replaced rather than followed) only with ``force``.
 
     Examples
     --------
@@ -32,8 +44,18 @@ def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
     PosixPath('fixes.csv')
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    if not force:
+        refuse_existing(path)
+    try:
+        _write_rows(found, path, force)
+    except FileExistsError:  # appeared while writing
+        refuse_existing(path)
+        raise
+    return path
+
+
+def _write_rows(found: dict, path: Path, replace: bool) -> None:
+    with writing(path, replace=replace, newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS)
         writer.writeheader()
         for kind in image_kinds():
@@ -41,7 +63,6 @@ def write_fix_list(found: dict, path: str | os.PathLike) -> Path:
                 writer.writerow({**{k: x[k] for k in ("path", "split", "class", "score")},
                                  "suggested": x.get("suggested") or "", "finding": kind.one.replace(" ", "_"),
                                  "action": kind.action})
-    return path
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,8 @@ def _plan_row(root: Path, row: dict, depth: int, classes: dict[str, set[str]], p
         target = PurePosixPath(*rel.parts[:depth], wanted, *rel.parts[depth + 1:])
     if os.path.lexists(root / target):
         raise problem("path", f"{target} exists already; rename one of the two files (nothing is overwritten)")
+    if why := moving.destination_problem(root, str(target)):
+        raise problem("path", f"{target} would leave the dataset: {why}")
     return Move(str(rel), str(target), action)
 
 
@@ -149,21 +172,25 @@ def apply_fixes(data_dir: str | os.PathLike, fix_list: str | os.PathLike, dry_ru
     """Apply a reviewed fix list to the photo folders: relabel rows move the file to the suggested class
     folder of its split, remove rows into ``_removed/``, keep rows change nothing.
 
-    The whole list is validated first (:func:`plan_fixes`); ``dry_run`` stops there. Returns
-    ``{"data_dir", "fix_list", "dry_run", "moved": [{"path", "to", "action"}]}``.
+    The whole list is validated first (:func:`plan_fixes`); ``dry_run`` stops there. The moves are one
+    transaction (:mod:`pipeline.audit.moving`): all are made, or those made are undone, or a journal stays that
+    rerunning the same list finishes (``resumed``). Returns ``{"data_dir", "fix_list", "dry_run", "resumed",
+    "moved": [{"path", "to", "action"}]}``.
 
     Examples
     --------
     >>> apply_fixes("data/pets", "fixes.csv", dry_run=True)["moved"][0]   # doctest: +SKIP
     {'path': 'train/cats/cat.17.jpg', 'to': 'train/dogs/cat.17.jpg', 'action': 'relabel'}
     """
-    root = Path(data_dir)
-    moves = plan_fixes(root, fix_list)
-    for move in [] if dry_run else moves:
-        target = root / move.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.lexists(target):  # appeared since validation: still never overwrite
-            raise PipelineError(f"{move.target} appeared while moving; stopped before overwriting it")
-        os.rename(root / move.source, target)
-    return {"data_dir": str(root), "fix_list": str(fix_list), "dry_run": dry_run,
-            "moved": [{"path": m.source, "to": m.target, "action": m.action} for m in moves]}
+    root, fix_list = Path(data_dir), Path(fix_list)
+    pending = moving.unfinished(root, fix_list) if root.is_dir() and fix_list.is_file() else None
+    if pending is not None:
+        if not dry_run:
+            moving.finish(root, pending)
+        moved = pending
+    else:
+        moved = [{"path": m.source, "to": m.target, "action": m.action} for m in plan_fixes(root, fix_list)]
+        if not dry_run:
+            moving.apply(root, fix_list, moved)
+    return {"data_dir": str(root), "fix_list": str(fix_list), "dry_run": dry_run, "resumed": pending is not None,
+            "moved": moved}

@@ -27,14 +27,15 @@ SCORES = "; ".join(f"{k.one}: {k.score}" for k in image_kinds())
               help="Write a contact-sheet PNG per finding into this folder.")
 @click.option("--fix-list", default=None, type=click.Path(dir_okay=False),
               help=f"Write {LISTED} to this CSV for review, then apply it with `transfer relabel`.")
+@click.option("--force", is_flag=True, help="Replace an existing --fix-list file (perhaps reviewed already).")
 @json_option
 def audit(cache_file: str, threshold: float, top: int | None, min_score: float, include_test: bool,
-          output: str | None, fix_list: str | None, as_json: bool) -> None:
+          output: str | None, fix_list: str | None, force: bool, as_json: bool) -> None:
     """Find duplicates, leakage, label issues and outliers in a feature file."""
     from ..audit import audit_cache
 
     emit(audit_cache(cache_file, threshold, output, top=top, min_score=min_score, include_test=include_test,
-                     fix_list=fix_list), as_json, _audit_text)
+                     fix_list=fix_list, force=force), as_json, _audit_text)
 
 
 def _group_lines(kind: GroupKind, groups: list[list[dict]]) -> list[str]:

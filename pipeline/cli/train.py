@@ -96,7 +96,7 @@ def predict(run_dir: str, paths: tuple[str, ...], output: str | None, batch_size
     if output:
         write_csv(results, open_run(run_dir), output)
         click.echo(f"wrote {len(results)} rows to {output}", err=True)
-    else:
+    if as_json or not output:
         emit(results, as_json, _predict_text)
 
 

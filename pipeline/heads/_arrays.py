@@ -74,6 +74,22 @@ def _dense_layers(state: dict) -> int:
 PREDICTORS = {"logreg": _logreg, "svm": _svm, "dense": _dense}
 
 
+def input_widths(directory: str | Path) -> set[int]:
+    """The feature widths (values per image) the arrays of ``directory/head.npz`` take: its standardization's,
+    its linear coefficients' and its first kernel's (empty without that file or those arrays)."""
+    path = Path(directory) / "head.npz"
+    if not path.exists():
+        return set()
+    with np.load(path, allow_pickle=False) as f:
+        found = {k: f[k].shape for k in ("mean", "coef", "kernel_0") if k in f.files}
+    widths = {int(np.prod(found["mean"]))} if "mean" in found else set()
+    if len(found.get("coef", ())) == 2:
+        widths.add(found["coef"][1])
+    if len(found.get("kernel_0", ())) == 2:
+        widths.add(found["kernel_0"][0])
+    return widths
+
+
 def load(name: str, directory: str | Path) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
     """``(predict_proba, number of classes)`` of the ``name`` head saved in ``directory``; None for a head
     that is not one of :data:`PREDICTORS`, or a ``dense`` head saved before it wrote its arrays."""

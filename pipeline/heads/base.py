@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..atomic import replacing
 from ..errors import PipelineError
 
 
@@ -57,7 +58,8 @@ class Head(ClassifierMixin, BaseEstimator):
 
     def _save(self, directory: Path) -> Path:
         path = directory / "head.npz"
-        np.savez(path, **self.state())
+        with replacing(path) as tmp:
+            np.savez(tmp, **self.state())
         return path
 
     @classmethod

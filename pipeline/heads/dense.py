@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
 from ..errors import PipelineError
 from ._fitting import balanced, check_X, check_y, kfold
 from .base import Head
@@ -122,8 +123,10 @@ class DenseHead(Head):
     def _save(self, directory: Path) -> Path:
         """``head.keras``, and the network's arrays in ``head.npz`` for predicting without Keras."""
         path = directory / "head.keras"
-        self.model_.save(path)
-        np.savez(directory / "head.npz", **network_arrays(self.model_))
+        with replacing(path) as tmp:
+            self.model_.save(tmp)
+        with replacing(directory / "head.npz") as tmp:
+            np.savez(tmp, **network_arrays(self.model_))
         return path
 
     @classmethod

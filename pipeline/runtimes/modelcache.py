@@ -10,9 +10,20 @@
 
 The key is what decides the features: backbone, input size, pooling, preprocessing, the weights file's
 sha256 (a fine-tuned run's base has its own), precision, and the ONNX opset. A model is used only when its
-sidecar names that key, the file's sha256 matches the sidecar and the parity is within :data:`TOLERANCE`;
-anything else is converted again. A refused conversion is recorded in the sidecar, so later runs go
-straight to TensorFlow; deleting the sidecar tries again.
+sidecar names that key and the output shape, the file's sha256 matches the sidecar and the parity is within
+:data:`TOLERANCE`; anything else is converted again. A refused conversion is recorded in the sidecar, so later
+runs go straight to TensorFlow; deleting the sidecar tries again.
+
+The sha256 detects corruption, not substitution: whoever can write the folder can write a matching sidecar.
+So the sidecar is believed only when this user wrote it (:mod:`pipeline.runtimes.provenance`: the file, the
+sidecar and the folder belong to this user or root and no one else can write them). A model of any other
+provenance (a colleague's cache, a group-writable folder) is checked against TensorFlow on the job's images
+before it is used, once per process, and refused (the run falls back to TensorFlow, saying how to reconvert)
+when it disagrees; it never runs without TensorFlow and the weights file. Every model, trusted or not, must give
+float32 features of the recorded shape, all finite, or the run stops (:func:`check_features`).
+
+Only one process converts a model at a time; another one that needs it says within a second whom it waits for,
+and gives up after :data:`LOCK_WAIT` seconds (or ``$TRANSFER_LOCK_WAIT``) with a one-line error.
 """
 
 from __future__ import annotations
@@ -21,7 +32,10 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,10 +49,17 @@ from ..atomic import write_text
 from ..config import package_version, utc_now
 from ..errors import PipelineError
 from ..hashing import file_sha256
+from ..locks import holder, open_lock, stamp
 from ..tolerances import TOLERANCES
+from .provenance import foreign_writer
 
 TOLERANCE = TOLERANCES["onnx"]  # of the features' scale; float32 conversions measure 1e-7 to 6e-6
 PARITY_IMAGES = 16  # images in the parity batch
+LOCK_WAIT = 900.0  # seconds a run waits for another process's conversion (MobileNetV2 converts in about 20);
+# the environment variable TRANSFER_LOCK_WAIT sets another
+LOCK_POLL = 0.2  # seconds between tries of a held conversion lock
+
+log = logging.getLogger(__name__)
 
 
 class ConversionRefused(PipelineError):
@@ -79,11 +100,11 @@ def ensure(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple[Path
     """
     path = model_path(job)
     if not _problem(path, key(job)):
-        return path, []
+        return path, _vouch(job, path, sample)
     with _locked(path):
         problem = _problem(path, key(job))  # another process may have converted it while this one waited
         if not problem:
-            return path, []
+            return path, _vouch(job, path, sample)
         _convert(job, path, _parity_pixels(job, sample))
     return path, [] if problem == MISSING else [f"rebuilt the converted model {path} ({problem})"]
 
@@ -92,12 +113,32 @@ MISSING = "not converted yet"
 
 
 def ready(job) -> bool:
-    """Whether the job's converted model is in its model cache and usable as it is (no conversion, so no
-    weights file, needed)."""
+    """Whether the job's converted model is in its model cache, usable as it is and this user's own (no
+    conversion or check against TensorFlow, so no weights file, needed)."""
+    path = model_path(job)
     try:
-        return not _problem(model_path(job), key(job))
+        return not _problem(path, key(job)) and not foreign_writer(path, sidecar(path))
     except ConversionRefused:
         return False
+
+
+def output_shape(job) -> tuple[int, ...]:
+    """The features' shape per image that the job's converted model must give (recorded when it was converted)."""
+    record = json.loads(sidecar(model_path(job)).read_text(encoding="utf-8"))
+    return tuple(record["output_shape"])
+
+
+def check_features(path: Path, features: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Refuse features of the model ``path`` that are not float32 of ``shape`` per image, or not all finite:
+    such a model never writes a row of a feature file."""
+    what = ""
+    if features.dtype != np.float32 or features.shape[1:] != shape:
+        what = f"{features.dtype} features of shape {features.shape[1:]}, not float32 {shape}"
+    elif not np.isfinite(features).all():
+        what = "features that are not finite numbers (NaN or infinity)"
+    if what:
+        raise PipelineError(f"the converted model {path} gives {what}; nothing was stored from it (delete it and "
+                            f"{sidecar(path).name} to convert again)")
 
 
 def _problem(path: Path, expected: dict) -> str:
@@ -112,6 +153,8 @@ def _problem(path: Path, expected: dict) -> str:
         return "its sidecar is missing or not readable JSON"
     if not isinstance(record, dict) or record.get("key") != expected:
         return "its sidecar names other settings"
+    if not ("refused" in record or _is_shape(record.get("output_shape"))):
+        return "its sidecar records no output shape (an older version converted it)"
     if "refused" in record:
         raise ConversionRefused(f"{record['refused']} (when converted {record.get('converted', '')}; delete {side} "
                                 "to convert again)")
@@ -135,13 +178,81 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
+def _is_shape(value) -> bool:
+    return isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)
+
+
+_vouched: set[tuple[str, str]] = set()  # (model file, sha256) checked against TensorFlow in this process
+
+
+def _vouch(job, path: Path, sample: Callable[[int], np.ndarray] | None) -> list[str]:
+    """Nothing when this user wrote the model (or it was checked already); else check it against TensorFlow on
+    the job's images now and say so, or raise :class:`ConversionRefused` naming how to reconvert."""
+    why = foreign_writer(path, sidecar(path))
+    if not why or (str(path), _model_sha256(path)) in _vouched:
+        return []
+    advice = f"delete {path} and {sidecar(path).name} to convert it again, or pass a --cache-dir of your own"
+    if job.weights.path is None and job.weights.spec != "none":
+        raise ConversionRefused(f"the converted model {path} may not be this user's ({why}) and cannot be checked "
+                                f"against TensorFlow without the weights file; {advice}")
+    pixels, source = _parity_pixels(job, sample)
+    try:
+        reference = _reference(job, pixels.astype(np.float32))
+        candidate = converting.run_onnx(converting.onnx_session(path, input_shape=(job.size, job.size, 3)),
+                                        pixels.astype(np.float32))
+        measured = parity(reference, candidate) if candidate.shape == reference.shape else float("inf")
+    except PipelineError as exc:
+        raise ConversionRefused(f"the converted model {path} ({why}) cannot be checked: {exc}") from None
+    if not measured <= TOLERANCE:  # NaN fails too
+        raise ConversionRefused(f"the converted model {path} ({why}) differs from TensorFlow on {len(pixels)} "
+                                f"{source} images (by {measured:.2g} of the features' scale, or in shape); {advice}")
+    _vouched.add((str(path), _model_sha256(path)))
+    return [f"checked the converted model {path} against TensorFlow ({why}): parity {measured:.2g}"]
+
+
+def _reference(job, x: np.ndarray) -> np.ndarray:
+    """TensorFlow's features of the float32 pixels ``x`` for the job."""
+    import tensorflow as tf
+
+    from ..assemble import assemble
+
+    model, _ = assemble(job.backbone, job.size, job.pooling, job.weights, job.preprocess, job.precision)
+    return converting.trace(model)(tf.constant(x)).numpy()
+
+
+def _lock_wait() -> float:
+    """Seconds to wait for a held conversion lock: ``$TRANSFER_LOCK_WAIT``, else :data:`LOCK_WAIT`."""
+    text = os.environ.get("TRANSFER_LOCK_WAIT", "").strip()
+    try:
+        return float(text) if text else LOCK_WAIT
+    except ValueError:
+        raise PipelineError(f"TRANSFER_LOCK_WAIT={text!r} is not a number of seconds") from None
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Wait for, then hold, the conversion lock of ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    """Wait for, then hold, the conversion lock of ``path``: a wait says whom it waits for at once and gives up
+    after :data:`LOCK_WAIT` seconds with a :class:`PipelineError`."""
+    lock_path, limit = path.with_suffix(".lock"), _lock_wait()
+    fd = open_lock(lock_path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        start, told = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= limit:
+                    raise PipelineError(f"gave up after waiting {waited:.0f} s for {holder(fd)} to convert {path.name} "
+                                        f"(lock {lock_path}); rerun once it is done, or pass --runtime tensorflow") \
+                        from None
+                if not told:
+                    log.warning(f"waiting for {holder(fd)}, which is converting {path.name} (lock {lock_path}); "
+                                f"giving up after {limit:.0f} s")
+                    told = True
+                time.sleep(LOCK_POLL)
+        stamp(fd)
         yield
     finally:
         os.close(fd)
@@ -169,7 +280,8 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
     record = {"key": key(job), "converted": utc_now(), "parity_images": len(x), "parity_pixels": source,
               "tolerance": TOLERANCE, "versions": {p: package_version(p) for p in ("tensorflow", "tf2onnx",
                                                                                    "onnxruntime")}}
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.onnx")
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.stem}.tmp-", dir=path.parent))  # this process's alone
+    tmp = folder / path.name
     try:
         try:
             forward = converting.trace(model)
@@ -188,12 +300,13 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
         if not measured <= TOLERANCE:  # NaN fails too
             raise ConversionRefused(f"{job.backbone.name} converted to ONNX differs from TensorFlow by {measured:.2g} "
                                     f"of the features' scale, above the tolerance {TOLERANCE:g}")
-        record.update(sha256=file_sha256(tmp), parity=measured, seconds=round(time.perf_counter() - start, 2))
+        record.update(sha256=file_sha256(tmp), parity=measured, output_shape=list(reference.shape[1:]),
+                      seconds=round(time.perf_counter() - start, 2))
         os.replace(tmp, path)
     except ConversionRefused as exc:
         path.unlink(missing_ok=True)
         write_text(sidecar(path), json.dumps({**record, "refused": str(exc)}, indent=2))
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
     write_text(sidecar(path), json.dumps(record, indent=2))

@@ -24,19 +24,23 @@ class OnnxRuntime:
     def __init__(self, job):
         self.job = job
         self._session = None
+        self._path = None
+        self._shape: tuple[int, ...] = ()
         self._pool: ThreadPoolExecutor | None = None
         self._cores = 1
         self.build_seconds = 0.0
 
     def build(self) -> None:
-        """Open the cached model (converting it first, checked on pseudo-random pixels, when there is none)."""
+        """Open the cached model (converting it first, checked on pseudo-random pixels, when there is none); its
+        features are checked on every batch (:func:`pipeline.runtimes.modelcache.check_features`)."""
         if self._session is not None:
             return
         start = time.perf_counter()
         from ..converting import cores, onnx_session
-        from .modelcache import ensure
+        from .modelcache import ensure, output_shape
 
         path, _ = ensure(self.job)
+        self._path, self._shape = path, output_shape(self.job)
         self._session = onnx_session(path, threads=1, input_shape=(self.job.size, self.job.size, 3))
         self._cores = cores()
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="onnx")
@@ -47,8 +51,11 @@ class OnnxRuntime:
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """Features (float32) of ``(n, size, size, 3)`` uint8 RGB images."""
         from ..converting import run_onnx
+        from .modelcache import check_features
 
         self.build()
         runs = self._cores * math.ceil(len(pixels) / (RUN_IMAGES * self._cores))  # as many runs for every core
         parts = np.array_split(pixels, max(1, min(runs, len(pixels))))
-        return np.concatenate(list(self._pool.map(lambda part: run_onnx(self._session, part), parts)))
+        features = np.concatenate(list(self._pool.map(lambda part: run_onnx(self._session, part), parts)))
+        check_features(self._path, features, self._shape)
+        return features

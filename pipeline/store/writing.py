@@ -7,8 +7,6 @@ import errno
 import fcntl
 import os
 import shutil
-import socket
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,8 @@ import numpy as np
 
 from ..config import FeatureConfig, differences
 from ..errors import CacheLocked, PipelineError
+from ..images import transient
+from ..locks import holder, open_lock, stamp
 from .layout import CHUNK_ROWS, SHA, STR, Key, Row, recorded_runtimes
 from .parts import Parts, fsync
 from .reading import FeatureFile
@@ -29,8 +29,7 @@ def writer_lock(path: Path) -> Iterator[None]:
     """One writer per feature file; a second one gets :class:`CacheLocked` naming the first."""
     lock_path = path.with_name(path.name + ".lock")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(lock_path)
     except OSError as exc:
         raise PipelineError(f"cannot write the cache folder {path.parent} ({exc.strerror or exc}); "
                             "pass --cache-dir a folder you can write to") from None
@@ -38,10 +37,8 @@ def writer_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            raise CacheLocked(f"{path} is locked by another run ({holder}); wait for it to finish and rerun") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+            raise CacheLocked(f"{path} is locked by another run ({holder(fd)}); wait for it to finish and rerun") from None
+        stamp(fd)
         for stale in path.parent.glob(f"{path.name}.tmp-*"):
             stale.unlink(missing_ok=True)  # an earlier commit was killed before its rename
         yield
@@ -198,7 +195,8 @@ class FeatureCache:
             return
         self._reusable = True
         self._old_index = self._old.index()
-        self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors() if e["sha256"]}
+        self.known_errors = {e["sha256"]: e["reason"] for e in self._old.errors()  # the machine's failures retried
+                             if e["sha256"] and not transient(e["reason"])}
 
     def _old_shape(self) -> tuple | None:
         if not self._old_index:
