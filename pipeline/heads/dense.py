@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PipelineError
-from ._fitting import balanced, check_X, check_y, kfold
+from ._fitting import balanced, fit_data, kfold
 from .base import Head
 
 
@@ -88,7 +88,9 @@ class DenseHead(Head):
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
         import keras
 
-        X, y = check_X(X), check_y(y)
+        shape = np.shape(X)[1:]  # feature maps stay maps: the network flattens them itself
+        X, y, X_val, y_val = fit_data(self, X, y, X_val, y_val)
+        X, X_val = X.reshape(-1, *shape), None if X_val is None else X_val.reshape(-1, *shape)
         if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
             raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
                                 "--batch-size of 1 or more")
@@ -103,7 +105,7 @@ class DenseHead(Head):
         if self.tensorboard:
             _require_tensorboard()
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
-        history = self.model_.fit(X, y, validation_data=(np.asarray(X_val, np.float32), y_val), epochs=self.epochs,
+        history = self.model_.fit(X, y, validation_data=(X_val, y_val), epochs=self.epochs,
                                   batch_size=self.batch_size, class_weight=weights, callbacks=callbacks, verbose=0)
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
@@ -112,7 +114,7 @@ class DenseHead(Head):
     def _predict_proba(self, X) -> np.ndarray:
         from keras import ops
 
-        X = np.asarray(X, np.float32)
+        X = X.reshape(-1, *self.model_.input_shape[1:])
         chunks = [ops.convert_to_numpy(self.model_(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)), np.float32)
 
@@ -133,6 +135,7 @@ class DenseHead(Head):
         head = cls.from_params(params)
         head.model_ = keras.saving.load_model(Path(directory) / "head.keras", safe_mode=True)
         head.classes_ = np.arange(head.model_.output_shape[-1])
+        head.n_features_in_ = math.prod(head.model_.input_shape[1:])
         return head
 
     def _export_layers(self, feature_shape: tuple) -> list:
