@@ -12,12 +12,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import PipelineError
 from ._fitting import predict_data
+from ._options import Option, declared
 
 
 class Head(ClassifierMixin, BaseEstimator):
     """A stage-two classifier on cached features, called ``name`` (the name of its module).
 
-    A subclass takes its options in ``__init__`` (``random_state`` among them), learns in
+    A subclass takes its parameters in ``__init__`` (``random_state`` among them; those annotated with an
+    :class:`~pipeline.heads._options.Option` are also command-line options), learns in
     ``fit(X, y, X_val=None, y_val=None, groups=None)`` (checking the data with ``_fitting.fit_data``, which
     sets ``n_features_in_``), sets ``classes_`` and implements ``_predict_proba`` on checked rows.
     Its fitted state is saved as plain arrays through ``state`` / ``restore``, unless it overrides
@@ -26,6 +28,11 @@ class Head(ClassifierMixin, BaseEstimator):
     """
 
     name: ClassVar[str]
+
+    @classmethod
+    def options(cls) -> tuple[Option, ...]:
+        """The options this head declares for the command line (see :mod:`pipeline.heads._options`)."""
+        return declared(cls)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per sample, columns in the order of ``classes_``."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import PipelineError
 from ._fitting import balanced, fit_data, kfold
+from ._options import CLASS_WEIGHT, Option
 from .base import Head
 
 
@@ -60,9 +62,19 @@ class DenseHead(Head):
 
     name = "dense"
 
-    def __init__(self, units=(256,), dropout: float = 0.5, optimizer: str = "adam", lr: float = 1e-3,
-                 epochs: int = 100, batch_size: int = 64, patience: int = 8, class_weight=None,
-                 tensorboard: str | None = None, random_state: int = 0):
+    def __init__(
+            self,
+            units: Annotated[tuple[int, ...], Option("hidden layer sizes, e.g. 256 or 4096,4096; 0 = softmax only",
+                                                     type=str)] = (256,),
+            dropout: Annotated[float, Option("dropout rate", low=0, high=1, high_open=True)] = 0.5,
+            optimizer: Annotated[str, Option("a Keras optimizer name, e.g. adam, rmsprop")] = "adam",
+            lr: Annotated[float, Option("learning rate")] = 1e-3,
+            epochs: Annotated[int, Option("most epochs (early stopping on val)", low=1)] = 100,
+            batch_size: Annotated[int, Option("batch size", low=1)] = 64,
+            patience: Annotated[int, Option("epochs without val improvement", low=1)] = 8,
+            class_weight: Annotated[str | None, CLASS_WEIGHT] = None,
+            tensorboard: Annotated[str | None, Option("write TensorBoard logs here", folder=True)] = None,
+            random_state: int = 0):
         self.units, self.dropout, self.optimizer, self.lr = units, dropout, optimizer, lr
         self.epochs, self.batch_size, self.patience = epochs, batch_size, patience
         self.class_weight, self.tensorboard, self.random_state = class_weight, tensorboard, random_state

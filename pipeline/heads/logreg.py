@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
@@ -9,6 +11,7 @@ from ..blas import one_blas_thread
 from ..layers import softmax_dense
 from . import _linear
 from ._fitting import balanced, selection_data
+from ._options import CLASS_WEIGHT
 from .base import Head
 
 
@@ -20,8 +23,8 @@ class LogRegHead(Head):
 
     name = "logreg"
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), class_weight=None, max_iter: int = 500,
-                 random_state: int = 0):
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+                 class_weight: Annotated[str | None, CLASS_WEIGHT] = None, max_iter: int = 500, random_state: int = 0):
         self.Cs, self.class_weight, self.max_iter, self.random_state = Cs, class_weight, max_iter, random_state
 
     @one_blas_thread

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
@@ -11,6 +13,7 @@ from ..blas import one_blas_thread
 from ..layers import fixed_dense, softmax_dense
 from . import _linear
 from ._fitting import balanced, kfold, selection_data
+from ._options import CLASS_WEIGHT
 from .base import Head
 
 
@@ -24,7 +27,8 @@ class SVMHead(Head):
 
     name = "svm"
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2), class_weight=None, random_state: int = 0):
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2), class_weight: Annotated[str | None, CLASS_WEIGHT] = None,
+                 random_state: int = 0):
         self.Cs, self.class_weight, self.random_state = Cs, class_weight, random_state
 
     def _svc(self, C: float) -> LinearSVC:
