@@ -27,6 +27,11 @@ def parse_units(units) -> tuple[int, ...]:
     return tuple(int(u) for u in units if u > 0)
 
 
+def by_index(class_weight: dict | None, classes: np.ndarray) -> dict | None:
+    """Class weights keyed by label as Keras takes them, keyed by class index (1 for a class not named)."""
+    return None if class_weight is None else {i: float(class_weight.get(c, 1.0)) for i, c in enumerate(classes.tolist())}
+
+
 def _require_tensorboard() -> None:
     try:
         import tensorboard  # noqa: F401  (Keras's TensorBoard callback needs it)
@@ -100,8 +105,10 @@ class DenseHead(Head):
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
         import keras
 
-        shape = np.shape(X)[1:]  # feature maps stay maps: the network flattens them itself
+        shape = np.asarray(X).shape[1:]  # feature maps stay maps: the network flattens them itself
         X, y, X_val, y_val = fit_data(self, X, y, X_val, y_val)
+        self.classes_, y = np.unique(y, return_inverse=True)  # the network learns class indices
+        y_val = None if y_val is None else np.searchsorted(self.classes_, y_val)
         X, X_val = X.reshape(-1, *shape), None if X_val is None else X_val.reshape(-1, *shape)
         if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
             raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
@@ -110,9 +117,8 @@ class DenseHead(Head):
             train, held = kfold(y, groups, self.random_state, 5)[0]
             X, y, X_val, y_val = X[train], y[train], X[held], y[held]
         keras.utils.set_random_seed(self.random_state)
-        self.classes_ = np.unique(y)
         self.model_ = self._build(X, len(self.classes_))
-        weights = balanced(self.class_weight, y)
+        weights = by_index(balanced(self.class_weight, self.classes_[y]), self.classes_)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)]
         if self.tensorboard:
             _require_tensorboard()
@@ -137,7 +143,7 @@ class DenseHead(Head):
         """``head.keras``, and the network's arrays in ``head.npz`` for predicting without Keras."""
         path = directory / "head.keras"
         self.model_.save(path)
-        np.savez(directory / "head.npz", **network_arrays(self.model_))
+        np.savez(directory / "head.npz", **{**network_arrays(self.model_), "classes": self.classes_})
         return path
 
     @classmethod
@@ -146,7 +152,10 @@ class DenseHead(Head):
 
         head = cls.from_params(params)
         head.model_ = keras.saving.load_model(Path(directory) / "head.keras", safe_mode=True)
-        head.classes_ = np.arange(head.model_.output_shape[-1])
+        head.classes_ = np.arange(head.model_.output_shape[-1])  # older runs, whose labels are class indices
+        if (Path(directory) / "head.npz").exists():
+            with np.load(Path(directory) / "head.npz", allow_pickle=False) as f:
+                head.classes_ = f["classes"]
         head.n_features_in_ = math.prod(head.model_.input_shape[1:])
         return head
 
