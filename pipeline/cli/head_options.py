@@ -37,7 +37,7 @@ def _click_option(name: str, takers: dict) -> click.Option:
     shown = (f" [{next(iter(defaults.values()))}]" if len(set(defaults.values())) == 1
              else "".join(f" [{head}: {d}]" for head, d in defaults.items()))
     return click.Option(["--" + name.replace("_", "-")], type=_click_type(first), default=None,
-                        help=f"{', '.join(takers)}: {first.help}.{shown if defaults else ''}")
+                        help=f"{', '.join(takers)}: {first.help}.{shown}")
 
 
 def _click_type(o) -> click.ParamType | type:
