@@ -7,3 +7,7 @@ class PipelineError(Exception):
 
 class CacheLocked(PipelineError):
     """Another run is writing the same feature file."""
+
+
+class InvalidInput(PipelineError, ValueError):
+    """Data an estimator cannot learn from: a ``ValueError`` as scikit-learn's conventions expect."""

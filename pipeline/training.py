@@ -16,7 +16,7 @@ import numpy as np
 from . import runs
 from .config import fingerprint, utc_now
 from .errors import PipelineError
-from .heads import make_head, names
+from .heads import head_class, make_head, names
 from .store import FeatureFile
 
 
@@ -123,20 +123,29 @@ def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None =
     return fit(read_features(cache), head, options, seed, run_dir, runs_root)
 
 
-def compare(cache: str | os.PathLike, heads=None, seed: int = 0,
-            runs_root: str | os.PathLike = "runs") -> list[dict]:
+def compare(cache: str | os.PathLike, heads=None, seed: int = 0, runs_root: str | os.PathLike = "runs",
+            options: dict | None = None) -> list[dict]:
     """Fit ``heads`` (default: every head) on the same cached features (read once): one row per head with
-    ``head``, ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``."""
+    ``head``, ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``.
+
+    Each head gets the ``options`` it declares (``{"class_weight": "balanced"}`` weighs logreg, svm and
+    dense, not knn); an option none of ``heads`` declares is refused."""
     if heads is None:
         heads = names()
     heads = [heads] if isinstance(heads, str) else list(heads)
     unknown = [h for h in heads if h not in names()]
     if unknown or not heads:
         raise PipelineError(f"unknown head {', '.join(unknown) or '(none given)'}; choose from: {', '.join(names())}")
+    declared = {head: {o.name for o in head_class(head).options()} for head in heads}
+    unused = [k for k in options or {} if not any(k in taken for taken in declared.values())]
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise PipelineError(f"none of the heads compared ({', '.join(heads)}) takes {flags}")
     features = read_features(cache)
     rows = []
     for head in heads:
-        result = fit(features, head, seed=seed, runs_root=runs_root)
+        own = {k: v for k, v in (options or {}).items() if k in declared[head]}
+        result = fit(features, head, own, seed=seed, runs_root=runs_root)
         m = result["metrics"]
         rows.append({"head": head, "val_accuracy": m.get("val", {}).get("accuracy"),
                      "test_accuracy": m.get("test", {}).get("accuracy"), "fit_seconds": result["fit_seconds"],

@@ -1,4 +1,5 @@
-"""Helpers shared by every command: one error line instead of a traceback, JSON output, progress bars."""
+"""Helpers shared by every command: one error line instead of a traceback, JSON output, progress bars, and
+the options several commands take, each declared once here."""
 
 from __future__ import annotations
 
@@ -123,6 +124,8 @@ def progress_bars(enabled: bool):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+runs_root_option = click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False),
+                                help="Where new run directories go.")
 weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
                                   help="Folder holding Keras weight files (checked before downloading). "
                                        "[env: TRANSFER_WEIGHTS_DIR]")
@@ -130,3 +133,17 @@ runtime_option = click.option("--runtime", default="auto", show_default=True, ty
                               help="Where the frozen base runs: auto picks ONNX Runtime or TensorFlow per backbone "
                                    "(TensorFlow on a GPU and for bfloat16); converted bases are cached in "
                                    "<cache-dir>/models.")
+
+
+def seed_option(help: str = "Seed of every random choice, for runs that repeat.") -> Callable:
+    """``--seed`` (0 by default), with what it decides in ``help``."""
+    return click.option("--seed", default=0, show_default=True, type=int, help=help)
+
+
+def split_fraction_options(command: Callable) -> Callable:
+    """``--val-fraction`` and ``--test-fraction``: the splits carved out of a folder of class folders."""
+    for split in ("test", "val"):
+        command = click.option(f"--{split}-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
+                               help=f"Carve {split} out of DATA_DIR when it holds class folders without splits "
+                                    "(stable by path).")(command)
+    return command

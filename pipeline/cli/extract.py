@@ -8,7 +8,8 @@ import click
 
 from .. import engines
 from ..config import POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES
-from .common import emit, json_option, progress_bars, runtime_option, warn, weights_dir_option
+from .common import (emit, json_option, progress_bars, runtime_option, seed_option, split_fraction_options, warn,
+                     weights_dir_option)
 
 ENGINE_PREFIX = "engine_"
 
@@ -34,15 +35,12 @@ def engine_options(command):
 @click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(STORE_DTYPES))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--cache-dir", default="cache", show_default=True, type=click.Path(file_okay=False))
-@click.option("--val-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
-              help="Carve val out of a folder of class folders (stable by path).")
-@click.option("--test-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
-              help="Carve test out of a folder of class folders (stable by path).")
+@split_fraction_options
 @click.option("--augment", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also store K augmented views of every train image (val/test never).")
 @click.option("--augment-policy", default="default", show_default=True,
               help="Steps for --augment, e.g. flip,rotate=0.1,zoom=0.2,brightness=0.2 (see transfer preview).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Makes the augmented views reproducible.")
+@seed_option("Makes the augmented views reproducible.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any file was skipped.")
 @click.option("--follow-links", is_flag=True,
               help="Also read linked folders inside class folders (linked files are always read).")
@@ -116,16 +114,16 @@ def info_text(d: dict) -> str:
 @click.option("--count", default=8, show_default=True, type=click.IntRange(min=1), help="Images to show.")
 @click.option("--views", default=4, show_default=True, type=click.IntRange(min=1), help="Augmented views per image.")
 @click.option("--image-size", default=160, show_default=True, type=click.IntRange(min=8))
-@click.option("--seed", default=0, show_default=True, type=int, help="The --seed you will pass to extract.")
-@click.option("--val-fraction", default=0.0, type=click.FloatRange(0, 1, max_open=True),
-              help="As for extract, when DATA_DIR holds class folders without splits.")
+@seed_option("The --seed you will pass to extract.")
+@split_fraction_options
 @json_option
 def preview(data_dir: str, split: str, policy: str | None, output: str, count: int, views: int, image_size: int,
-            seed: int, val_fraction: float, as_json: bool) -> None:
+            seed: int, val_fraction: float, test_fraction: float, as_json: bool) -> None:
     """Save a labelled grid of images of DATA_DIR (with --augment: each beside its augmented views)."""
     from ..previewing import preview as run
 
     result = run(data_dir, split=split, augment=policy, output=output, count=count, views=views,
-                 image_size=image_size, seed=seed, val_fraction=val_fraction)
+                 image_size=image_size, seed=seed, val_fraction=val_fraction,
+                 test_fraction=test_fraction)
     emit(result, as_json, lambda r: f"{r['output']}: {len(r['images'])} {r['split']} images"
          + (f", {r['views']} views each ({r['policy']})" if r["views"] else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option, weights_dir_option
+from .common import emit, json_option, runs_root_option, seed_option, weights_dir_option
 
 
 @click.command()
@@ -21,10 +21,10 @@ from .common import emit, json_option, weights_dir_option
 @click.option("--patience", default=3, show_default=True, type=click.IntRange(min=0), help="Epochs without progress on val.")
 @click.option("--monitor", default="val_accuracy", show_default=True, type=click.Choice(["val_accuracy", "val_loss"]),
               help="What early stopping and the choice of the kept epoch look at.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@seed_option()
 @click.option("--run-dir", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Where to write the run [default: runs/<dataset>-<cache>-dense-finetuned-<time>].")
-@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@runs_root_option
 @weights_dir_option
 @click.option("--dry-run", is_flag=True, help="Print the layer table and parameter counts; train nothing.")
 @json_option

@@ -6,31 +6,25 @@ import click
 
 from ..export_formats import FORMATS as EXPORT_FORMATS
 from ..heads import names as head_names
-from .common import emit, json_option, runtime_option, warn, weights_dir_option
+from .common import emit, json_option, runs_root_option, runtime_option, seed_option, warn, weights_dir_option
+from .head_options import HeadOptionsCommand
 
 
 def _accuracy(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-@click.command()
+@click.command(cls=HeadOptionsCommand)
 @click.argument("cache_file", type=click.Path(dir_okay=False))
 @click.option("--head", default="logreg", show_default=True, type=click.Choice(head_names()))
-@click.option("--units", default=None, help="dense: hidden layer sizes, e.g. 256 or 4096,4096; 0 = softmax only. [256]")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="dense: dropout rate. [0.5]")
-@click.option("--optimizer", default=None, help="dense: a Keras optimizer name, e.g. adam, rmsprop. [adam]")
-@click.option("--lr", type=float, default=None, help="dense: learning rate. [1e-3]")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="dense: most epochs (early stopping on val). [100]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="dense: batch size. [64]")
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="dense: epochs without val improvement. [8]")
-@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, help="dense: write TensorBoard logs here.")
-@click.option("--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes inversely to their size.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="[default: runs/<cache>-<head>-<time>]")
-@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True, type=int)
+@runs_root_option
+@seed_option()
 @json_option
 def train(cache_file: str, head: str, run_dir: str | None, runs_root: str, seed: int, as_json: bool, **options) -> None:
-    """Stage two: fit a head on cached features, evaluate it per split, save a run directory."""
+    """Stage two: fit a head on cached features, evaluate it per split, save a run directory.
+
+    The head's own options follow the common ones; each applies to the heads its help names."""
     from ..training import train as run
 
     options = {k: v for k, v in options.items() if v is not None}
@@ -45,19 +39,23 @@ def _train_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=HeadOptionsCommand)
 @click.argument("cache_file", type=click.Path(dir_okay=False))
 @click.option("--heads", default=",".join(head_names()), show_default=True, help="Comma-separated heads to fit.")
-@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True, type=int)
+@runs_root_option
+@seed_option()
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the HTML report of these runs here (see `transfer report`).")
 @json_option
-def compare(cache_file: str, heads: str, runs_root: str, seed: int, report_path: str | None, as_json: bool) -> None:
-    """Fit several heads on the same cached features and print one table."""
+def compare(cache_file: str, heads: str, runs_root: str, seed: int, report_path: str | None, as_json: bool,
+            **options) -> None:
+    """Fit several heads on the same cached features and print one table.
+
+    A head option goes to the heads that take it (--class-weight balanced: logreg, svm and dense)."""
     from ..training import compare as run
 
-    rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root)
+    options = {k: v for k, v in options.items() if v is not None}
+    rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root, options)
     emit(rows, as_json, comparison_table)
     if report_path:
         from ..report import write_report

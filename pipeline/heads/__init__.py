@@ -26,8 +26,9 @@ import importlib
 import pkgutil
 
 from ..errors import PipelineError
+from ._options import CLASS_WEIGHT
 
-CLASS_WEIGHTS = (None, "balanced")
+CLASS_WEIGHTS = (None, *CLASS_WEIGHT.choices)
 FIRST = ("logreg", "dense", "svm", "knn")  # how tables list the first heads; any other follows by name
 
 
@@ -49,6 +50,11 @@ def head_class(name: str) -> type:
         if isinstance(value, type) and issubclass(value, Head) and getattr(value, "name", None) == name:
             return value
     raise PipelineError(f"{module.__file__} defines no Head subclass with name = {name!r}")
+
+
+def options() -> dict:
+    """Every head's command-line options (:class:`~pipeline.heads._options.Option`), by head; imports the heads."""
+    return {name: head_class(name).options() for name in names()}
 
 
 def make_head(name: str, **options):

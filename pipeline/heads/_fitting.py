@@ -1,35 +1,41 @@
-"""What the heads share while fitting: flat rows, label checks, class weights, folds for model selection."""
+"""What the heads share while fitting: checked rows and labels, class weights, folds for model selection."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
 
-from ..errors import PipelineError
+from ..errors import InvalidInput
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
-def flat(X: np.ndarray) -> np.ndarray:
-    """Feature maps ``(N, H, W, D)`` as rows ``(N, H*W*D)`` (the order Keras ``Flatten`` uses), checked finite."""
-    X = check_X(X)
-    return X.reshape(len(X), -1)
+def rows(X):
+    """Feature maps ``(N, H, W, D)`` as rows ``(N, H*W*D)`` (the order Keras ``Flatten`` uses); any other
+    input unchanged, for scikit-learn's checks to accept or refuse (1-D ``X``, sparse matrices, ...)."""
+    return X.reshape(len(X), -1) if len(getattr(X, "shape", ())) > 2 else X
 
 
-def check_X(X) -> np.ndarray:
-    """``X`` as float32, refused when it holds NaN or infinite values (a head would learn nothing from them)."""
-    X = np.asarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
-        raise PipelineError("the features hold NaN or infinite values; extract them again")
-    return X
-
-
-def check_y(y: np.ndarray) -> np.ndarray:
-    """``y`` as an array, refused when it holds fewer than two classes."""
-    y = np.asarray(y)
+def fit_data(head, X, y, X_val=None, y_val=None) -> tuple:
+    """``(X, y, X_val, y_val)`` checked as scikit-learn estimators check them (``n_features_in_`` set on
+    ``head``), ``X`` and ``X_val`` as float32 rows, an empty val as None; refused when train holds a single
+    class."""
+    X, y = validate_data(head, rows(X), y, dtype=np.float32)
+    check_classification_targets(y)
     if len(np.unique(y)) < 2:
-        raise PipelineError("train has fewer than 2 classes; a classifier needs at least two class folders")
-    return y
+        raise InvalidInput("train has only 1 class; a classifier needs at least two class folders")
+    if X_val is not None:
+        X_val = check_array(rows(X_val), dtype=np.float32, ensure_min_samples=0)
+        y_val = column_or_1d(y_val)
+    return (X, y, X_val, y_val) if X_val is not None and len(X_val) else (X, y, None, None)
+
+
+def predict_data(head, X) -> np.ndarray:
+    """``X`` as float32 rows of the width ``head`` was fitted on (scikit-learn's checks and messages)."""
+    return validate_data(head, rows(X), dtype=np.float32, reset=False)
 
 
 def balanced(class_weight, y: np.ndarray):
@@ -47,7 +53,7 @@ def kfold(y: np.ndarray, groups: np.ndarray | None, random_state: int, most: int
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     per_class = min(len(np.unique(groups[y == c])) for c in np.unique(y))
     if per_class < 2:
-        raise PipelineError("cross-validation needs at least 2 train images per class; add images or a val/ split")
+        raise InvalidInput("cross-validation needs at least 2 train images per class; add images or a val/ split")
     cv = StratifiedGroupKFold(n_splits=min(most, per_class), shuffle=True, random_state=random_state)
     return list(cv.split(np.zeros(len(y)), y, groups))
 

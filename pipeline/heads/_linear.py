@@ -6,17 +6,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from ._fitting import check_y, flat, selection_data
+from ._fitting import fit_data
 
 
-def standardized(head, X, y, X_val, y_val, groups) -> tuple:
-    """Check and flatten the data, fit ``head.scaler_`` on train, and give ``(X, y, X_val, X_all, y_all, folds)``
-    with ``X_all`` standardized: what scikit-learn's search tools take (see ``selection_data``)."""
-    X, y = flat(X), check_y(y)
-    X_val = None if X_val is None else flat(X_val)
+def standardized(head, X, y, X_val, y_val) -> tuple:
+    """Check and flatten the data, fit ``head.scaler_`` on train, and give ``(X, y, X_val, y_val)`` with ``X``
+    and ``X_val`` standardized."""
+    X, y, X_val, y_val = fit_data(head, X, y, X_val, y_val)
     head.scaler_ = StandardScaler().fit(X)
-    X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, head.random_state)
-    return X, y, X_val, head.scaler_.transform(X_all), y_all, folds
+    return head.scaler_.transform(X), y, None if X_val is None else head.scaler_.transform(X_val), y_val
 
 
 def restore(estimator, **attrs):

@@ -12,13 +12,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..atomic import replacing
 from ..errors import PipelineError
+from ._fitting import predict_data
+from ._options import Option, declared
 
 
 class Head(ClassifierMixin, BaseEstimator):
     """A stage-two classifier on cached features, called ``name`` (the name of its module).
 
-    A subclass takes its options in ``__init__`` (``random_state`` among them), learns in
-    ``fit(X, y, X_val=None, y_val=None, groups=None)``, sets ``classes_`` and implements ``_predict_proba``.
+    A subclass takes its parameters in ``__init__`` (``random_state`` among them; those annotated with an
+    :class:`~pipeline.heads._options.Option` are also command-line options), learns in
+    ``fit(X, y, X_val=None, y_val=None, groups=None)`` (checking the data with ``_fitting.fit_data``, which
+    sets ``n_features_in_``), sets ``classes_`` and implements ``_predict_proba`` on checked rows.
     Its fitted state is saved as plain arrays through ``state`` / ``restore``, unless it overrides
     ``_save`` and ``load``; it is exportable when it implements ``_export_layers``. Every public method
     of a fitted head raises scikit-learn's ``NotFittedError`` on a head that is not fitted.
@@ -26,12 +30,18 @@ class Head(ClassifierMixin, BaseEstimator):
 
     name: ClassVar[str]
 
+    @classmethod
+    def options(cls) -> tuple[Option, ...]:
+        """The options this head declares for the command line (see :mod:`pipeline.heads._options`)."""
+        return declared(cls)
+
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per sample, columns in the order of ``classes_``."""
         check_is_fitted(self)
-        return self._predict_proba(X)
+        return self._predict_proba(predict_data(self, X))
 
-    def _predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities of checked float32 rows ``X`` (feature maps arrive flattened)."""
         raise NotImplementedError
 
     def predict(self, X) -> np.ndarray:

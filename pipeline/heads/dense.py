@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from ..atomic import replacing
 from ..errors import PipelineError
-from ._fitting import balanced, check_X, check_y, kfold
+from ._fitting import balanced, fit_data, kfold
+from ._options import CLASS_WEIGHT, Option
 from .base import Head
 
 
@@ -24,6 +26,11 @@ def parse_units(units) -> tuple[int, ...]:
     if any(u < 0 for u in units):
         raise PipelineError("--units must be 0 or more")
     return tuple(int(u) for u in units if u > 0)
+
+
+def by_index(class_weight: dict | None, classes: np.ndarray) -> dict | None:
+    """Class weights keyed by label as Keras takes them, keyed by class index (1 for a class not named)."""
+    return None if class_weight is None else {i: float(class_weight.get(c, 1.0)) for i, c in enumerate(classes.tolist())}
 
 
 def _require_tensorboard() -> None:
@@ -61,9 +68,19 @@ class DenseHead(Head):
 
     name = "dense"
 
-    def __init__(self, units=(256,), dropout: float = 0.5, optimizer: str = "adam", lr: float = 1e-3,
-                 epochs: int = 100, batch_size: int = 64, patience: int = 8, class_weight=None,
-                 tensorboard: str | None = None, random_state: int = 0):
+    def __init__(
+            self,
+            units: Annotated[tuple[int, ...], Option("hidden layer sizes, e.g. 256 or 4096,4096; 0 = softmax only",
+                                                     type=str)] = (256,),
+            dropout: Annotated[float, Option("dropout rate", low=0, high=1, high_open=True)] = 0.5,
+            optimizer: Annotated[str, Option("a Keras optimizer name, e.g. adam, rmsprop")] = "adam",
+            lr: Annotated[float, Option("learning rate")] = 1e-3,
+            epochs: Annotated[int, Option("most epochs (early stopping on val)", low=1)] = 100,
+            batch_size: Annotated[int, Option("batch size", low=1)] = 64,
+            patience: Annotated[int, Option("epochs without val improvement", low=1)] = 8,
+            class_weight: Annotated[str | None, CLASS_WEIGHT] = None,
+            tensorboard: Annotated[str | None, Option("write TensorBoard logs here", folder=True)] = None,
+            random_state: int = 0):
         self.units, self.dropout, self.optimizer, self.lr = units, dropout, optimizer, lr
         self.epochs, self.batch_size, self.patience = epochs, batch_size, patience
         self.class_weight, self.tensorboard, self.random_state = class_weight, tensorboard, random_state
@@ -89,7 +106,11 @@ class DenseHead(Head):
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
         import keras
 
-        X, y = check_X(X), check_y(y)
+        shape = np.asarray(X).shape[1:]  # feature maps stay maps: the network flattens them itself
+        X, y, X_val, y_val = fit_data(self, X, y, X_val, y_val)
+        self.classes_, y = np.unique(y, return_inverse=True)  # the network learns class indices
+        y_val = None if y_val is None else np.searchsorted(self.classes_, y_val)
+        X, X_val = X.reshape(-1, *shape), None if X_val is None else X_val.reshape(-1, *shape)
         if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
             raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
                                 "--batch-size of 1 or more")
@@ -97,14 +118,13 @@ class DenseHead(Head):
             train, held = kfold(y, groups, self.random_state, 5)[0]
             X, y, X_val, y_val = X[train], y[train], X[held], y[held]
         keras.utils.set_random_seed(self.random_state)
-        self.classes_ = np.unique(y)
         self.model_ = self._build(X, len(self.classes_))
-        weights = balanced(self.class_weight, y)
+        weights = by_index(balanced(self.class_weight, self.classes_[y]), self.classes_)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)]
         if self.tensorboard:
             _require_tensorboard()
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
-        history = self.model_.fit(X, y, validation_data=(np.asarray(X_val, np.float32), y_val), epochs=self.epochs,
+        history = self.model_.fit(X, y, validation_data=(X_val, y_val), epochs=self.epochs,
                                   batch_size=self.batch_size, class_weight=weights, callbacks=callbacks, verbose=0)
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
@@ -113,7 +133,7 @@ class DenseHead(Head):
     def _predict_proba(self, X) -> np.ndarray:
         from keras import ops
 
-        X = np.asarray(X, np.float32)
+        X = X.reshape(-1, *self.model_.input_shape[1:])
         chunks = [ops.convert_to_numpy(self.model_(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)), np.float32)
 
@@ -126,7 +146,7 @@ class DenseHead(Head):
         with replacing(path) as tmp:
             self.model_.save(tmp)
         with replacing(directory / "head.npz") as tmp:
-            np.savez(tmp, **network_arrays(self.model_))
+            np.savez(tmp, **{**network_arrays(self.model_), "classes": self.classes_})
         return path
 
     @classmethod
@@ -135,7 +155,11 @@ class DenseHead(Head):
 
         head = cls.from_params(params)
         head.model_ = keras.saving.load_model(Path(directory) / "head.keras", safe_mode=True)
-        head.classes_ = np.arange(head.model_.output_shape[-1])
+        head.classes_ = np.arange(head.model_.output_shape[-1])  # older runs, whose labels are class indices
+        if (Path(directory) / "head.npz").exists():
+            with np.load(Path(directory) / "head.npz", allow_pickle=False) as f:
+                head.classes_ = f["classes"]
+        head.n_features_in_ = math.prod(head.model_.input_shape[1:])
         return head
 
     def _export_layers(self, feature_shape: tuple) -> list:

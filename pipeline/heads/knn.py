@@ -8,12 +8,12 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ..blas import one_blas_thread
 from ..errors import PipelineError
-from ._fitting import check_y, flat, selection_data
+from ._fitting import fit_data, selection_data
 from .base import Head
 
 
 class KNNHead(Head):
-    """k nearest neighbours by cosine distance, ``k`` chosen by ``GridSearchCV``.
+    """k nearest neighbours by cosine distance, ``k`` of ``ks`` chosen by ``GridSearchCV``.
 
     The fitted head keeps the train rows ``X_`` and labels ``y_`` it votes among.
     """
@@ -30,16 +30,20 @@ class KNNHead(Head):
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "KNNHead":
         if self.class_weight is not None:
             raise PipelineError("knn has no class weights; use --head logreg, svm or dense with --class-weight")
-        X, y = flat(X), check_y(y)
-        X_val = None if X_val is None else flat(X_val)
+        X, y, X_val, y_val = fit_data(self, X, y, X_val, y_val)
+        k = self.ks[0] if len(self.ks) == 1 else self._search_k(X, y, X_val, y_val, groups)
+        return self.restore({"X": X, "y": y, "k": np.int64(min(k, len(X)))})
+
+    def _search_k(self, X, y, X_val, y_val, groups) -> int:
+        """The ``k`` of ``ks`` (those each fold's train holds enough rows for) that classifies best."""
         X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
         smallest = min(len(train) for train, _ in folds)
         ks = [k for k in self.ks if k <= smallest] or [1]
         search = GridSearchCV(self._knn(1), {"n_neighbors": ks}, cv=folds, refit=False).fit(X_all, y_all)
-        return self.restore({"X": X, "y": y, "k": np.int64(search.best_params_["n_neighbors"])})
+        return int(search.best_params_["n_neighbors"])
 
     def _predict_proba(self, X) -> np.ndarray:
-        return self.model_.predict_proba(flat(X))
+        return self.model_.predict_proba(X)
 
     def selected(self) -> dict:
         return {"k": self.k_}
@@ -50,5 +54,5 @@ class KNNHead(Head):
     def restore(self, state: dict) -> "KNNHead":
         self.X_, self.y_, self.k_ = state["X"], state["y"], int(state["k"])
         self.model_ = self._knn(self.k_).fit(self.X_, self.y_)  # a k-NN's fit only stores its rows
-        self.classes_ = self.model_.classes_
+        self.classes_, self.n_features_in_ = self.model_.classes_, self.X_.shape[1]
         return self

@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from ..blas import one_blas_thread
 from ..layers import softmax_dense
 from . import _linear
-from ._fitting import balanced, flat
+from ._fitting import balanced, selection_data
+from ._options import CLASS_WEIGHT
 from .base import Head
 
 
 class LogRegHead(Head):
-    """Standardize, then logistic regression with ``C`` chosen by ``LogisticRegressionCV`` (log-loss).
+    """Standardize, then logistic regression with ``C`` of ``Cs`` chosen by ``LogisticRegressionCV`` (log-loss).
 
     Exported as one softmax ``Dense`` layer with the standardization folded in.
     """
 
     name = "logreg"
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), class_weight=None, max_iter: int = 500,
-                 random_state: int = 0):
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+                 class_weight: Annotated[str | None, CLASS_WEIGHT] = None, max_iter: int = 500, random_state: int = 0):
         self.Cs, self.class_weight, self.max_iter, self.random_state = Cs, class_weight, max_iter, random_state
 
     @one_blas_thread
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "LogRegHead":
-        X, y, X_val, X_all, y_all, folds = _linear.standardized(self, X, y, X_val, y_val, groups)
-        cv = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
-                                  l1_ratios=(0.0,), use_legacy_attributes=False,
-                                  class_weight=balanced(self.class_weight, y),
-                                  max_iter=self.max_iter, random_state=self.random_state)
-        cv.fit(X_all, y_all)  # one fold: coefficients of the train-only fit
-        self.C_ = float(cv.C_)
-        self.model_ = _linear.linear(LogisticRegression, cv.coef_, cv.intercept_, cv.classes_, C=self.C_)
-        self.classes_ = cv.classes_
+        X, y, X_val, y_val = _linear.standardized(self, X, y, X_val, y_val)
+        weights = balanced(self.class_weight, y)
+        if len(self.Cs) == 1:  # nothing to choose
+            fitted = LogisticRegression(C=self.Cs[0], class_weight=weights, max_iter=self.max_iter,
+                                        random_state=self.random_state).fit(X, y)
+        else:
+            X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+            fitted = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
+                                          l1_ratios=(0.0,), use_legacy_attributes=False, class_weight=weights,
+                                          max_iter=self.max_iter, random_state=self.random_state)
+            fitted.fit(X_all, y_all)  # one fold: coefficients of the train-only fit
+        self.C_ = float(self.Cs[0] if len(self.Cs) == 1 else fitted.C_)
+        self.n_iter_ = int(np.max(fitted.n_iter_))  # the longest of its fits
+        self.model_ = _linear.linear(LogisticRegression, fitted.coef_, fitted.intercept_, fitted.classes_, C=self.C_)
+        self.classes_ = fitted.classes_
         return self
 
     def _predict_proba(self, X) -> np.ndarray:
-        return self.model_.predict_proba(self.scaler_.transform(flat(X)))
+        return self.model_.predict_proba(self.scaler_.transform(X))
 
     def selected(self) -> dict:
         return {"C": self.C_}
@@ -51,7 +60,7 @@ class LogRegHead(Head):
         self.scaler_ = _linear.scaler(state["mean"], state["scale"])
         self.C_ = float(state["C"])
         self.model_ = _linear.linear(LogisticRegression, state["coef"], state["intercept"], state["classes"], C=self.C_)
-        self.classes_ = state["classes"]
+        self.classes_, self.n_features_in_ = state["classes"], len(state["mean"])
         return self
 
     def _export_layers(self, feature_shape: tuple) -> list:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
@@ -10,21 +12,23 @@ from sklearn.svm import LinearSVC
 from ..blas import one_blas_thread
 from ..layers import fixed_dense, softmax_dense
 from . import _linear
-from ._fitting import flat, kfold
+from ._fitting import balanced, kfold, selection_data
+from ._options import CLASS_WEIGHT
 from .base import Head
 
 
 class SVMHead(Head):
-    """Standardize, linear SVM (``C`` chosen by ``GridSearchCV``), probabilities by Platt scaling.
+    """Standardize, linear SVM (``C`` of ``Cs`` chosen by ``GridSearchCV``), probabilities by Platt scaling.
 
     Platt scaling: a logistic regression on the SVM's decision values of val (or, without val, on
-    cross-validated decision values of train). Exported as a ``Dense`` of decision values (standardization
-    folded in) followed by the calibrator's softmax ``Dense``.
+    cross-validated decision values of train), weighted by ``class_weight`` as the SVM is. Exported as a
+    ``Dense`` of decision values (standardization folded in) followed by the calibrator's softmax ``Dense``.
     """
 
     name = "svm"
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2), class_weight=None, random_state: int = 0):
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2), class_weight: Annotated[str | None, CLASS_WEIGHT] = None,
+                 random_state: int = 0):
         self.Cs, self.class_weight, self.random_state = Cs, class_weight, random_state
 
     def _svc(self, C: float) -> LinearSVC:
@@ -32,25 +36,29 @@ class SVMHead(Head):
 
     @one_blas_thread
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "SVMHead":
-        X, y, X_val, X_all, y_all, folds = _linear.standardized(self, X, y, X_val, y_val, groups)
-        search = GridSearchCV(self._svc(1.0), {"C": list(self.Cs)}, cv=folds, refit=False)
-        search.fit(X_all, y_all)
-        self.C_ = float(search.best_params_["C"])
-        Xs = self.scaler_.transform(X)
-        self.svc_ = self._svc(self.C_).fit(Xs, y)
+        X, y, X_val, y_val = _linear.standardized(self, X, y, X_val, y_val)
+        self.C_ = float(self.Cs[0]) if len(self.Cs) == 1 else self._search_C(X, y, X_val, y_val, groups)
+        self.svc_ = self._svc(self.C_).fit(X, y)
         if X_val is None or len(X_val) == 0:
             y_cal = y
-            decisions = cross_val_predict(self._svc(self.C_), Xs, y, cv=kfold(y, groups, self.random_state, 3),
+            decisions = cross_val_predict(self._svc(self.C_), X, y, cv=kfold(y, groups, self.random_state, 3),
                                           method="decision_function")
         else:  # held-out val decisions, as CalibratedClassifierCV does with a prefit model
             y_cal = y_val
-            decisions = self.svc_.decision_function(self.scaler_.transform(X_val))
-        self.calibrator_ = LogisticRegression(max_iter=1000).fit(decisions.reshape(len(y_cal), -1), y_cal)
+            decisions = self.svc_.decision_function(X_val)
+        calibrator = LogisticRegression(max_iter=1000, class_weight=balanced(self.class_weight, y))
+        self.calibrator_ = calibrator.fit(decisions.reshape(len(y_cal), -1), y_cal)
         self.classes_ = self.svc_.classes_
         return self
 
+    def _search_C(self, X, y, X_val, y_val, groups) -> float:
+        """The ``C`` of ``Cs`` that classifies val (or cross-validation folds of train) best."""
+        X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
+        search = GridSearchCV(self._svc(1.0), {"C": list(self.Cs)}, cv=folds, refit=False).fit(X_all, y_all)
+        return float(search.best_params_["C"])
+
     def _predict_proba(self, X) -> np.ndarray:
-        decisions = self.svc_.decision_function(self.scaler_.transform(flat(X)))
+        decisions = self.svc_.decision_function(self.scaler_.transform(X))
         return self.calibrator_.predict_proba(decisions.reshape(len(decisions), -1))
 
     def selected(self) -> dict:
@@ -67,7 +75,7 @@ class SVMHead(Head):
         self.svc_ = _linear.linear(LinearSVC, state["coef"], state["intercept"], state["classes"], C=self.C_)
         self.calibrator_ = _linear.linear(LogisticRegression, state["cal_coef"], state["cal_intercept"],
                                           state["classes"])
-        self.classes_ = state["classes"]
+        self.classes_, self.n_features_in_ = state["classes"], len(state["mean"])
         return self
 
     def _export_layers(self, feature_shape: tuple) -> list:
