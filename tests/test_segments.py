@@ -254,3 +254,13 @@ def test_linked_or_swapped_segments_are_refused(base, tmp_path):
     with pytest.raises(PipelineError, match="missing"):
         FeatureFile(base)
     assert other.exists()
+
+
+def test_nothing_is_written_through_a_linked_segments_folder(base, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    seg.folder(base).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(PipelineError, match="not a plain folder"):
+        publish(base, range(2010))
+    assert list(elsewhere.iterdir()) == []
+    check(base, range(2000))

@@ -18,6 +18,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from ..errors import PipelineError
 from .layout import SEGMENT_NAME, SHA, Key, kind_ok, plain, stored
 
 SUFFIX = ".segments"
@@ -53,11 +54,20 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def own_folder(directory: Path) -> Path:
+    """``directory``, created if needed; refused when it is a link or not a folder: nothing is written through
+    a link."""
+    directory.mkdir(exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(directory).st_mode):
+        raise PipelineError(f"{directory} is not a plain folder (a link?); move it away and rerun")
+    return directory
+
+
 def write(directory: Path, keys: list[Key], fetch: Callable[[int, int], np.ndarray], shape: tuple, dtype: str,
           fingerprint: str, block_rows: int) -> str:
     """A new segment of ``keys`` in ``directory``, features read by ``fetch(start, stop)`` block by block;
     written under a temporary name, fsynced, then renamed into place. Returns its file name."""
-    directory.mkdir(exist_ok=True)
+    own_folder(directory)
     name = new_name()
     tmp = directory / f".{name}.tmp"
     row_bytes = 4 * int(np.prod(shape))
@@ -79,7 +89,7 @@ def write(directory: Path, keys: list[Key], fetch: Callable[[int, int], np.ndarr
 def link(source: Path, directory: Path) -> str:
     """``source`` (an immutable published whole file) under a new segment name in ``directory``: a hard link,
     or a copy where the file system has none. Returns the name."""
-    directory.mkdir(exist_ok=True)
+    own_folder(directory)
     name = new_name()
     try:
         os.link(source, directory / name)

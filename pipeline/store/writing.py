@@ -134,8 +134,14 @@ def _check_space(path: Path, rows: int, feature_shape: tuple, manifest_rows: int
                             f"{free / 1e6:.0f} MB free); free some space and rerun: finished batches are kept")
 
 
-def _disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) or "errno = 28" in str(exc)
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+                                         or "errno = 28" in str(exc))
+
+
+def _filled_up(path: Path) -> PipelineError:
+    return PipelineError(f"the disk filled up while writing {path}; the previous file is untouched and "
+                         "finished batches are kept: free some space and rerun")
 
 
 def _publish(path: Path, config: dict, classes: list[str], splits: dict[str, list[Row]], errors: list[dict],
@@ -167,8 +173,7 @@ def _publish(path: Path, config: dict, classes: list[str], splits: dict[str, lis
         seg.fsync_dir(path.parent)
     except OSError as exc:
         if _disk_full(exc):
-            raise PipelineError(f"the disk filled up while writing {path}; the previous file is untouched and "
-                                "finished batches are kept: free some space and rerun") from None
+            raise _filled_up(path) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -228,9 +233,8 @@ def _commit_segments(path: Path, config: dict, classes: list[str], splits: dict[
     except BaseException as exc:
         for name in created:
             (directory / name).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and _disk_full(exc):
-            raise PipelineError(f"the disk filled up while writing {path}; the previous file is untouched and "
-                                "finished batches are kept: free some space and rerun") from None
+        if _disk_full(exc):
+            raise _filled_up(path) from None
         raise
     seg.collect_garbage(directory, {name for name, _, _ in table})
 
