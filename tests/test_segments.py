@@ -264,3 +264,18 @@ def test_nothing_is_written_through_a_linked_segments_folder(base, tmp_path):
         publish(base, range(2010))
     assert list(elsewhere.iterdir()) == []
     check(base, range(2000))
+
+
+def test_a_reader_racing_a_commit_that_deletes_its_segments_opens_the_new_version(base, monkeypatch):
+    publish(base, range(2010))
+    real = seg.open_file
+
+    def racing(directory, name):  # a commit lands between opening the manifest and its first segment
+        monkeypatch.setattr(seg, "open_file", real)
+        publish(base, range(1500, 2010))  # the linked whole file is rewritten, then deleted
+        return real(directory, name)
+
+    monkeypatch.setattr(seg, "open_file", racing)
+    with FeatureFile(base) as f:
+        assert len(f.column("train", "paths")) == 408
+    check(base, range(1500, 2010))
