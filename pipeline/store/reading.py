@@ -121,13 +121,12 @@ class FeatureFile:
 
     def locations(self) -> dict[Key, tuple[int, int]]:
         """Every stored (sha256, view) and one place its features live: (index into :attr:`segments`, row)."""
-        where: dict[Key, tuple[int, int]] = {}
+        keys, places = [], []
         for split in self.splits:
             segment, row = self._where[split]
-            for sha, view, s, r in zip(self.column(split, "sha256"), self.column(split, "view").tolist(),
-                                       segment.tolist(), row.tolist()):
-                where.setdefault((sha, view), (s, r))
-        return where
+            keys += zip(self.column(split, "sha256").tolist(), self.column(split, "view").tolist())
+            places += zip(segment.tolist(), row.tolist())
+        return dict(zip(reversed(keys), reversed(places)))  # the first place of a key wins, as in index()
 
     def errors(self) -> list[dict]:
         if "errors" not in self._f:

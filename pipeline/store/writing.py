@@ -121,8 +121,9 @@ def _inline(sources: _Sources, dtype: str, shape: tuple) -> Callable[[h5py.Group
 def _placed(place: dict[Key, Place]) -> Callable[[h5py.Group, list[Row]], None]:
     """Writes where each of a split's rows lives (a manifest)."""
     def write(g: h5py.Group, rows: list[Row]) -> None:
-        g["segment"] = np.array([place[r.key][0] for r in rows], dtype=np.int32)
-        g["row"] = np.array([place[r.key][1] for r in rows], dtype=np.int64)
+        places = np.array([place[r.key] for r in rows], dtype=np.int64).reshape(-1, 2)
+        g["segment"] = places[:, 0].astype(np.int32)
+        g["row"] = places[:, 1]
     return write
 
 
@@ -342,11 +343,10 @@ class FeatureCache:
     def _runtimes(self, splits: dict[str, list[Row]], parts_index: dict[Key, tuple[Path, int]]) -> str:
         """The runtimes that computed the rows about to be published, comma-separated (the published file's
         rows come from it, as :class:`_Sources` fetches them)."""
-        old = recorded_runtimes(self._old.config) if self._old_index else []
-        used: set[str] = set()
-        for rows in splits.values():
-            for r in rows:
-                used.update(old if r.key in self._old_index else self.parts.runtimes[parts_index[r.key][0]])
+        keys = {r.key for rows in splits.values() for r in rows}
+        used = set(recorded_runtimes(self._old.config)) if not keys.isdisjoint(self._old_index) else set()
+        for part in {parts_index[k][0] for k in keys.difference(self._old_index)}:
+            used.update(self.parts.runtimes[part])
         return ",".join(sorted(used))
 
     def _holds(self, classes: list[str], splits: dict[str, list[Row]], errors: list[dict]) -> bool:
