@@ -279,3 +279,13 @@ def test_a_reader_racing_a_commit_that_deletes_its_segments_opens_the_new_versio
     with FeatureFile(base) as f:
         assert len(f.column("train", "paths")) == 408
     check(base, range(1500, 2010))
+
+
+def test_the_compaction_plan_merges_a_full_tier_rewrites_waste_and_drops_the_dead():
+    from pipeline.store.compaction import Run, plan, wasteful
+
+    runs = [Run(100_000, 100_000), Run(0, 50), Run(10, 10), Run(12, 12), Run(9, 9), Run(30, 100), Run(11, 11)]
+    groups = plan(runs)
+    assert groups == [[0], [2, 3, 4, 6], [5]]  # four runs of tier 1 (4..15 rows) merge; the empty one goes
+    assert wasteful(runs[5]) and not wasteful(runs[0])
+    assert plan([Run(10, 10)] * 3) == [[0], [1], [2]]  # three of a tier stay apart

@@ -22,13 +22,19 @@ class Run:
     total: int
 
 
+def wasteful(run: Run) -> bool:
+    """Whether a segment holds more removed rows than live ones (then it is rewritten with its live rows)."""
+    return 2 * run.live < run.total
+
+
 def tier(rows: int) -> int:
     return (max(rows, 1).bit_length() - 1) // 2
 
 
 def plan(runs: list[Run]) -> list[list[int]]:
-    """Groups of indices into ``runs``, in order: a group of one wasteless run is kept as it is, any other group
-    is rewritten as one new segment (see :func:`rewritten`). Runs without live rows are left out (dropped)."""
+    """Groups of indices into ``runs``, in order: a group of one run whose dead rows do not outnumber its live
+    ones may stay as it is, any other group is rewritten as one new segment. Runs without live rows are left out
+    (dropped)."""
     groups = [[i] for i, r in enumerate(runs) if r.live]
     while True:
         by_tier: dict[int, list[int]] = {}
@@ -39,8 +45,3 @@ def plan(runs: list[Run]) -> list[list[int]]:
             return sorted(groups)
         merged = [i for n in full for i in groups[n]]
         groups = [g for n, g in enumerate(groups) if n not in full] + [sorted(merged)]
-
-
-def rewritten(group: list[int], runs: list[Run]) -> bool:
-    """Whether ``group`` (from :func:`plan`) becomes a new segment rather than staying as it is."""
-    return len(group) > 1 or 2 * runs[group[0]].live < runs[group[0]].total

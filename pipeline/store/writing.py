@@ -25,7 +25,7 @@ import numpy as np
 from ..config import FeatureConfig, differences
 from ..errors import CacheLocked, PipelineError
 from . import segments as seg
-from .compaction import Run, plan
+from .compaction import Run, plan, wasteful
 from .gather import read_rows
 from .layout import CHUNK_ROWS, SEGMENTED, SHA, STR, Key, Row, recorded_runtimes
 from .parts import Parts, fsync
@@ -207,7 +207,7 @@ def _commit_segments(path: Path, config: dict, classes: list[str], splits: dict[
     fresh = len(old.segments)  # the index of the new rows' run
 
     def copied(group: list[int]) -> bool:
-        return len(group) > 1 or group[0] == fresh or 2 * runs[group[0]].live < runs[group[0]].total
+        return len(group) > 1 or group[0] == fresh or wasteful(runs[group[0]])
 
     _check_space(path, sum(runs[i].live for g in groups if copied(g) for i in g), feature_shape, len(keys))
     directory, created, linked = seg.folder(path), [], None
