@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import h5py
@@ -14,6 +15,9 @@ STR = h5py.string_dtype("utf-8")
 SHA = h5py.string_dtype("ascii", 64)
 CHUNK_ROWS = 512
 Key = tuple[str, int]  # (sha256, view)
+SEGMENTED = 2  # the ``layout_version`` of a manifest whose rows live in segment files (absent: a whole file)
+SEGMENT_NAME = re.compile(r"seg-[0-9]{20}-[0-9a-f]{8}\.h5")
+SEGMENT_GROUPS = ("/", "train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Row:
 
 
 COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
+ROW_COLUMNS = {"labels": "iu", "view": "iu", "paths": "str", "sha256": "str", "segment": "iu", "row": "iu"}
 HEX = frozenset("0123456789abcdef")
 
 
@@ -96,6 +101,48 @@ def recorded_runtimes(attrs) -> list[str]:
     return ["tensorflow"]
 
 
+def segmented(f: h5py.File) -> bool:
+    """Whether ``f`` is a manifest whose rows live in segment files (else the file holds its features)."""
+    return "layout_version" in f.attrs
+
+
+def segments_problem(f: h5py.File) -> str:
+    """What is wrong with a manifest's /segments table ('' when nothing is): file names this version writes,
+    groups of a segment file, row counts of 0 or more, all three columns of one length."""
+    version = f.attrs["layout_version"]
+    if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
+            and int(version) == SEGMENTED):
+        return f"it has layout_version {version!r}; this version reads {SEGMENTED} (segmented) or none (whole)"
+    g = f.get("segments")
+    columns = [g.get(c) if isinstance(g, h5py.Group) else None for c in ("file", "group", "rows")]
+    if not (all(plain(ds) and stored(ds) for ds in columns) and kind_ok(columns[0], "str")
+            and kind_ok(columns[1], "str") and kind_ok(columns[2], "iu")
+            and len({ds.shape[0] for ds in columns}) == 1):
+        return "/segments is not three columns of one length (file, group, rows)"
+    names, groups, rows = columns[0].asstr()[()], columns[1].asstr()[()], columns[2][()]
+    bad = next((n for n in names if not SEGMENT_NAME.fullmatch(n)), None)
+    if bad is not None:
+        return f"/segments/file names {bad!r}, not a segment file beside it"
+    if not set(groups) <= set(SEGMENT_GROUPS) or len(set(zip(names, groups))) != len(names):
+        return "/segments/group names groups twice or groups a segment file does not have"
+    if len(rows) and rows.min() < 0:
+        return "/segments/rows holds negative counts"
+    return ""
+
+
+def rows_problem(f: h5py.File, split: str) -> str:
+    """What is wrong with where a segmented split's rows live ('' when nothing is): inside /segments."""
+    g, rows = f[split], f["segments/rows"][()]
+    segment, row = g["segment"][()], g["row"][()]
+    if not len(segment):
+        return ""
+    if segment.min() < 0 or segment.max() >= len(rows):
+        return f"/{split}/segment points outside /segments"
+    if row.min() < 0 or (row >= rows[segment]).any():
+        return f"/{split}/row points past the end of its segment"
+    return ""
+
+
 def layout_problem(f: h5py.File) -> str:
     """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
 
@@ -119,6 +166,9 @@ def layout_problem(f: h5py.File) -> str:
         return f"it links to other files or paths ({links[0]})"
     if not (plain(f["classes"]) and kind_ok(f["classes"], "str") and stored(f["classes"])):
         return "/classes is not a list of strings"
+    columns = ROW_COLUMNS if segmented(f) else COLUMNS
+    if segmented(f) and segments_problem(f):
+        return segments_problem(f)
     for split in ("train", "val", "test"):
         if split not in f:
             continue
@@ -126,7 +176,7 @@ def layout_problem(f: h5py.File) -> str:
         if not isinstance(g, h5py.Group):
             return f"/{split} is not a group"
         lengths = set()
-        for name, kind in COLUMNS.items():
+        for name, kind in columns.items():
             ds = g.get(name)
             if not (plain(ds) and kind_ok(ds, kind)):
                 return f"/{split}/{name} is missing or has the wrong type or shape"
@@ -141,6 +191,8 @@ def layout_problem(f: h5py.File) -> str:
         views = g["view"][()]
         if len(views) and views.min() < 0:
             return f"/{split}/view holds negative values"
+        if segmented(f) and rows_problem(f, split):
+            return rows_problem(f, split)
         bad = next((p for p in g["paths"].asstr()[()] if path_problem(p)), None)
         if bad is not None:
             return f"/{split}/paths: {path_problem(bad)}"
