@@ -17,6 +17,8 @@ from .backbones import Backbone, Weights
 from .errors import PipelineError
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+TORCH_RGB_MEAN = (0.485, 0.456, 0.406)  # of pixels scaled to 0..1
+TORCH_RGB_STD = (0.229, 0.224, 0.225)
 
 
 def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
@@ -31,6 +33,9 @@ def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if backbone.mode == "caffe":  # RGB -> BGR, then subtract the ImageNet mean
         return [fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
+    if backbone.mode == "torch":  # x / 255, then the ImageNet mean and std per channel
+        std = np.array(TORCH_RGB_STD)
+        return [fixed_dense(np.diag(1 / (255 * std)), -np.array(TORCH_RGB_MEAN) / std, "preprocess")]
     return []  # 'identity': the base normalizes its input itself
 
 

@@ -24,7 +24,8 @@ class Backbone:
 
     name: str
     constructor: str
-    mode: str  # preprocess_input: 'caffe' (BGR, ImageNet mean), 'tf' (-1..1) or 'identity' (inside the model)
+    mode: str  # preprocess_input: 'caffe' (BGR, ImageNet mean), 'tf' (-1..1), 'torch' (0..1, ImageNet mean/std)
+    #            or 'identity' (inside the model)
     default_size: int
     weights_url: str
     min_size: int = 32
@@ -60,6 +61,10 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("mobilenet_v2", "MobileNetV2", "tf", 224,
              f"{KERAS_APPS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{{size}}_no_top.h5",
              kwargs={"alpha": 1.0}),
+    Backbone("densenet121", "DenseNet121", "torch", 224,
+             f"{KERAS_APPS}densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("densenet169", "DenseNet169", "torch", 224,
+             f"{KERAS_APPS}densenet/densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     Backbone("efficientnetb0", "EfficientNetB0", "identity", 224,
              "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"),
     Backbone("efficientnetb3", "EfficientNetB3", "identity", 300,
