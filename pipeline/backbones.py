@@ -29,6 +29,7 @@ class Backbone:
     default_size: int
     weights_url: str
     min_size: int = 32
+    max_size: int = 1024  # px; beyond it a batch of activations no longer fits a typical machine
     kwargs: dict = field(default_factory=dict)
 
     def weights_filename(self, size: int) -> str:
@@ -78,7 +79,15 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
 
 
 def get(name: str) -> Backbone:
-    """The registry entry for ``name``, or an error listing the known names and the closest one."""
+    """The registry entry for ``name``, an encoder brought as an ONNX file (a path ending in ``.onnx``, or the
+    ``onnx-<hash>`` name a feature file records: see :mod:`pipeline.onnx_encoder`), or an error listing the
+    known names and the closest one."""
+    from . import onnx_encoder
+
+    if str(name).lower().endswith(".onnx"):
+        return onnx_encoder.load(name)
+    if onnx_encoder.NAME.match(str(name)):
+        return onnx_encoder.recorded(name)
     key = name.lower().replace("-", "_")
     if key in REGISTRY:
         return REGISTRY[key]
@@ -87,15 +96,12 @@ def get(name: str) -> Backbone:
     raise PipelineError(f"unknown backbone {name!r}.{hint} Known: {', '.join(REGISTRY)}")
 
 
-MAX_SIZE = 1024  # px; beyond it a batch of activations no longer fits a typical machine
-
-
 def check_size(backbone: Backbone, size: int | None) -> int:
-    """``size`` (the backbone's default when None), refused outside ``min_size``..:data:`MAX_SIZE`."""
+    """``size`` (the backbone's default when None), refused outside ``min_size``..``max_size``."""
     size = backbone.default_size if size is None else size
-    if not backbone.min_size <= size <= MAX_SIZE:
+    if not backbone.min_size <= size <= backbone.max_size:
         raise PipelineError(f"--image-size {size} is outside {backbone.name}'s range of {backbone.min_size} to "
-                            f"{MAX_SIZE} px (its default is {backbone.default_size})")
+                            f"{backbone.max_size} px (its default is {backbone.default_size})")
     return size
 
 
@@ -134,6 +140,8 @@ def resolve_weights(backbone: Backbone, size: int, weights: str = "imagenet", we
     file Keras would download, and downloads it (as Keras does) only when none has it.
     """
     spec = str(weights)
+    if backbone.constructor == "onnx":  # an encoder brought as an ONNX file: the file is its weights
+        return _encoder_weights(backbone, spec)
     if spec.lower() == "none":
         return Weights("none", None, "none")
     if spec.lower() != "imagenet":
@@ -145,6 +153,16 @@ def resolve_weights(backbone: Backbone, size: int, weights: str = "imagenet", we
     if path is None:
         path = _download(backbone, size)
     return Weights("imagenet", str(Path(path).resolve()), file_sha256(path), note)
+
+
+def _encoder_weights(backbone: Backbone, spec: str) -> Weights:
+    if spec.lower() == "none":
+        raise PipelineError(f"{backbone.name} is an encoder brought as an ONNX file: it has no random-weights "
+                            "version; leave --weights at imagenet (the file's own)")
+    path = backbone.kwargs["path"]
+    if spec.lower() != "imagenet" and Path(spec).resolve() != Path(path):
+        raise PipelineError(f"--weights {spec} does not apply to an ONNX encoder, whose weights are its file {path}")
+    return Weights(path, path, backbone.kwargs["sha256"])
 
 
 def _download(backbone: Backbone, size: int) -> Path:
@@ -161,6 +179,10 @@ def _download(backbone: Backbone, size: int) -> Path:
 
 def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32"):
     """The frozen Keras base (``include_top=False``), pooled or not, with the resolved weights loaded."""
+    if backbone.constructor == "onnx":
+        raise PipelineError(f"{backbone.name} is an encoder brought as an ONNX file: it runs on ONNX Runtime only, "
+                            "so --runtime tensorflow, --precision bfloat16, finetune and Keras, SavedModel and TFLite "
+                            "exports cannot take it (export --format onnx can)")
     if weights.path is None and weights.spec != "none":  # known by sha256 only (a run whose base was converted)
         raise PipelineError(f"the {weights.spec} weights of {backbone.name} (sha256 {weights.sha256[:12]}...) are not "
                             "on this machine; pass --weights-dir with the file, or set TRANSFER_WEIGHTS_DIR")
