@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper, save
 from pipeline import backbones, extract, load
 from pipeline.errors import PipelineError
 from pipeline.images import decode_all
+from conftest import SHARED_WEIGHTS, needs_shared
 
 KERNEL = np.random.default_rng(1).normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
 
@@ -109,3 +110,50 @@ def test_bad_settings_are_refused(tmp_path, tiny_data, settings, message):
 def test_what_an_onnx_encoder_cannot_do(encoder, tiny_data, tmp_path, options, message):
     with pytest.raises(PipelineError, match=message):
         extract(tiny_data, backbone=str(encoder), cache_dir=str(tmp_path / "cache"), **options)
+
+
+def test_train_predict_and_export(encoder, tiny_data, tmp_path):
+    from pipeline import export, predict, train
+
+    s = extract(tiny_data, backbone=str(encoder), cache_dir=str(tmp_path / "cache"))
+    run = train(s["cache"], head="logreg", runs_root=str(tmp_path / "runs"))["run_dir"]
+    results = predict(run, [tiny_data / "test"])
+    assert [r["label"] for r in results] == ["blue", "blue", "red", "red"]
+    out = export(run, tmp_path / "model.onnx", "onnx")
+    assert out["check"]["top1_agreement"] == 1.0 and out["input_shape"] == [16, 16, 3]
+    with pytest.raises(PipelineError, match="--format keras cannot hold onnx-.*export this run with --format onnx"):
+        export(run, tmp_path / "model.keras", "keras")
+
+
+def test_predict_refuses_a_changed_file(encoder, tiny_data, tmp_path):
+    from pipeline import predict, train
+
+    s = extract(tiny_data, backbone=str(encoder), cache_dir=str(tmp_path / "cache"))
+    run = train(s["cache"], head="logreg", runs_root=str(tmp_path / "runs"))["run_dir"]
+    conv_encoder(encoder, flatten=True)
+    with pytest.raises(PipelineError, match="or its JSON changed since the features were made"):
+        predict(run, [tiny_data / "test"], cache_dir=tmp_path / "other")
+
+
+@needs_shared
+def test_mobilenet_v2_brought_back_as_onnx_matches_the_registry_one(tiny_data, tmp_path):
+    """The project's own MobileNetV2 (base + average pooling, no preprocessing) written as a plain ONNX encoder
+    gives the registry backbone's features and predictions."""
+    from pipeline import predict, train
+    from pipeline.converting import to_onnx
+    from pipeline.runtimes.modelcache import TOLERANCE, parity
+
+    spec = backbones.get("mobilenet_v2")
+    weights = backbones.resolve_weights(spec, 96, "imagenet", str(SHARED_WEIGHTS))
+    path = to_onnx(backbones.build(spec, 96, "avg", weights), tmp_path / "mnv2.onnx")
+    path.with_suffix(".json").write_text(json.dumps({"input_size": 96, "mean": [127.5] * 3, "std": [127.5] * 3}))
+
+    common = dict(image_size=96, weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp_path / "cache"))
+    ours = extract(tiny_data, backbone="mobilenet_v2", runtime="tensorflow", **common)
+    theirs = extract(tiny_data, backbone=str(path), **common)
+    for split in ("train", "val", "test"):
+        assert parity(load(ours["cache"], split)[0], load(theirs["cache"], split)[0]) <= TOLERANCE
+    runs = [train(s["cache"], head="logreg", runs_root=str(tmp_path / "runs"))["run_dir"] for s in (ours, theirs)]
+    labels = [[r["label"] for r in predict(run, [tiny_data / "val", tiny_data / "test"], str(SHARED_WEIGHTS))]
+              for run in runs]
+    assert labels[0] == labels[1] and len(labels[0]) == 10
