@@ -34,9 +34,9 @@ def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if backbone.mode == "caffe":  # RGB -> BGR, then subtract the ImageNet mean
         return [fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
-    if backbone.mode == "torch":  # x / 255, then the ImageNet mean and std per channel
-        std = np.array(TORCH_RGB_STD)
-        return [fixed_dense(np.diag(1 / (255 * std)), -np.array(TORCH_RGB_MEAN) / std, "preprocess")]
+    if backbone.mode in ("torch", "normalize"):  # x / 255, then a mean and std per channel
+        mean, std = (TORCH_RGB_MEAN, TORCH_RGB_STD) if backbone.mode == "torch" else (backbone.mean, backbone.std)
+        return [fixed_dense(np.diag(1 / (255 * np.array(std))), -np.array(mean) / np.array(std), "preprocess")]
     return []  # 'identity': the base normalizes its input itself
 
 
