@@ -1,6 +1,8 @@
-"""One registry of frozen ImageNet backbones: constructor, preprocessing mode, sizes, weights file and URL.
+"""One registry of frozen pretrained backbones: constructor, preprocessing mode, sizes, weights file and URL.
 
-Adding a ``keras.applications`` backbone is one :data:`REGISTRY` entry.
+Adding a ``keras.applications`` backbone or a KerasHub image encoder (:mod:`pipeline.hub`) is one
+:data:`REGISTRY` entry; an encoder brought as an ONNX file is looked up by its path (:mod:`pipeline.onnx_encoder`).
+docs/backbones.md lists them with their preprocessing, pooling and weights.
 
 Nothing here imports TensorFlow until a model is actually built.
 """
@@ -18,9 +20,10 @@ from .errors import PipelineError
 
 @dataclass(frozen=True)
 class Backbone:
-    """Everything about one ``keras.applications`` base with ``include_top=False``: its constructor, the
-    ``preprocess_input`` it expects (as a mode :mod:`pipeline.assemble` turns into layers), its sizes and
-    where Keras downloads its ImageNet weights (``{size}`` in the URL for per-size files)."""
+    """Everything about one base: its constructor (a ``keras.applications`` one with ``include_top=False``, or a
+    KerasHub class), the ``preprocess_input`` it expects (as a mode :mod:`pipeline.assemble` turns into layers),
+    its sizes and where its ImageNet weights come from (``{size}`` in the URL for per-size Keras files; for
+    KerasHub, the preset's name)."""
 
     name: str
     constructor: str

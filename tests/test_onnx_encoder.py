@@ -157,3 +157,15 @@ def test_mobilenet_v2_brought_back_as_onnx_matches_the_registry_one(tiny_data, t
     labels = [[r["label"] for r in predict(run, [tiny_data / "val", tiny_data / "test"], str(SHARED_WEIGHTS))]
               for run in runs]
     assert labels[0] == labels[1] and len(labels[0]) == 10
+
+
+def test_cli_extracts_with_an_onnx_file_and_refuses_tensorflow(encoder, tiny_data, tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    args = ["extract", str(tiny_data), "--backbone", str(encoder), "--cache-dir", str(tmp_path / "cache"), "--json"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and json.loads(r.output)["runtime"] == "onnx"
+    r = CliRunner().invoke(main, args + ["--runtime", "tensorflow", "--cache-dir", str(tmp_path / "other")])
+    assert r.exit_code != 0 and "runs on ONNX Runtime in float32 only" in r.output
