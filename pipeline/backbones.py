@@ -208,11 +208,11 @@ def _encoder_weights(backbone: Backbone, spec: str) -> Weights:
 
 def _preset_weights(backbone: Backbone, spec: str, weights_dir: str | None) -> Weights:
     """A KerasHub preset folder: ``--weights DIR``, else ``<weights dir>/<preset>``, else KerasHub's download."""
-    from .hub import WEIGHTS_FILE
+    from .hub import WEIGHTS_FILE, download_preset
 
     if spec.lower() in ("imagenet", "pretrained"):
         dirs = [Path(d) / backbone.weights_url for d in (weights_dir, os.environ.get("TRANSFER_WEIGHTS_DIR")) if d]
-        folder = next((d for d in dirs if (d / WEIGHTS_FILE).is_file()), None) or _download_preset(backbone)
+        folder = next((d for d in dirs if (d / WEIGHTS_FILE).is_file()), None) or download_preset(backbone.weights_url)
         spec = "imagenet"
     else:
         folder = Path(spec)
@@ -221,20 +221,6 @@ def _preset_weights(backbone: Backbone, spec: str, weights_dir: str | None) -> W
                             "a preset folder")
     folder = folder.resolve()
     return Weights(spec if spec == "imagenet" else str(folder), str(folder), file_sha256(folder / WEIGHTS_FILE))
-
-
-def _download_preset(backbone: Backbone) -> Path:
-    from .hub import WEIGHTS_FILE, _keras_hub
-
-    _keras_hub()
-    from keras_hub.src.utils.preset_utils import get_file
-
-    try:
-        return Path(get_file(backbone.weights_url, WEIGHTS_FILE)).parent
-    except Exception as exc:  # kagglehub raises many types
-        raise PipelineError(f"could not download the KerasHub preset {backbone.weights_url} ({str(exc)[:200]}); on an "
-                            "offline machine put the preset folder in --weights-dir (named "
-                            f"{backbone.weights_url}) or pass --weights DIR") from None
 
 
 def _download(backbone: Backbone, size: int) -> Path:

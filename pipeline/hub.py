@@ -16,23 +16,33 @@ refused. The base is one functional model whose layers are the encoder's own (em
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .backbones import Backbone
 from .errors import PipelineError
 
-LIBRARY = "keras_hub"
 WEIGHTS_FILE = "model.weights.h5"  # of a KerasHub preset folder: its sha256 keys the features
 
 
-def is_hub(backbone: Backbone) -> bool:
-    return backbone.library == LIBRARY
-
-
-def _keras_hub():
+def keras_hub_module():
     try:
         import keras_hub
     except ImportError:
         raise PipelineError("KerasHub encoders need keras-hub: pip install 'transfer-pipeline[hub]'") from None
     return keras_hub
+
+
+def download_preset(preset: str) -> Path:
+    """The folder of KerasHub's preset ``preset``, downloaded (from Kaggle) as KerasHub does when not cached."""
+    keras_hub_module()
+    from keras_hub.src.utils.preset_utils import get_file  # what Backbone.from_preset downloads with
+
+    try:
+        return Path(get_file(preset, WEIGHTS_FILE)).parent
+    except Exception as exc:  # kagglehub raises many types
+        raise PipelineError(f"could not download the KerasHub preset {preset} ({str(exc)[:200]}); on an offline "
+                            f"machine put the preset folder in --weights-dir (named {preset}) or pass --weights DIR"
+                            ) from None
 
 
 def check_pooling(backbone: Backbone, pooling: str) -> None:
@@ -43,7 +53,7 @@ def check_pooling(backbone: Backbone, pooling: str) -> None:
 
 def encoder(backbone: Backbone, size: int, preset: str | None):
     """The KerasHub encoder: from ``preset`` (a folder or a KerasHub preset name) or from the recorded sizes."""
-    models = _keras_hub().models
+    models = keras_hub_module().models
     cls = getattr(models, backbone.constructor)
     if preset is None:
         return cls(**backbone.kwargs, image_shape=(size, size, 3))

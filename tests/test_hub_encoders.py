@@ -67,3 +67,32 @@ def test_registry_records_preset_and_preprocessing(name):
     assert len(entry.mean) == 3 and len(entry.std) == 3 and entry.token_pooling
     with pytest.raises(PipelineError, match="multiple of"):
         backbones.check_size(entry, entry.size_step * 2 + 1)
+
+
+def test_finetune_opens_the_last_blocks(monkeypatch, tmp_path, tiny_data):
+    """CLIP's blocks are layers of the base: --unfreeze 3 opens the pooling layers, the final norm and one block."""
+    import keras_hub
+
+    from pipeline import finetune
+
+    entry = backbones.get("clip_vit_base_patch16")
+    tiny = replace(entry, name="clip_tiny", kwargs={**entry.kwargs, **TINY})
+    monkeypatch.setitem(backbones.REGISTRY, tiny.name, tiny)
+    keras_hub.models.CLIPVisionEncoder(**tiny.kwargs, image_shape=(32, 32, 3)).save_to_preset(str(tmp_path / "p"))
+    s = extract(tiny_data, backbone=tiny.name, image_size=32, weights=str(tmp_path / "p"), runtime="tensorflow",
+                cache_dir=str(tmp_path / "cache"))
+    run = train(s["cache"], head="dense", runs_root=str(tmp_path / "runs"))["run_dir"]
+    r = finetune(run, unfreeze_top=4, epochs=1, out_dir=tmp_path / "ft")
+    assert r["first_unfrozen"].endswith("encoder_block_1") and r["epochs_trained"] == 1
+    assert r["trainable_params"] > 0
+
+
+def test_pretrained_weights_come_from_a_preset_folder(tmp_path):
+    entry = backbones.get("dinov2_small")
+    folder = tmp_path / "weights" / "dinov2_small"
+    folder.mkdir(parents=True)
+    (folder / "model.weights.h5").write_bytes(b"not really weights")
+    found = backbones.resolve_weights(entry, 224, "pretrained", str(tmp_path / "weights"))
+    assert found.spec == "imagenet" and found.path == str(folder.resolve()) and len(found.sha256) == 64
+    with pytest.raises(PipelineError, match="not a KerasHub preset folder"):
+        backbones.resolve_weights(entry, 224, str(tmp_path))
