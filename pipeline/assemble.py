@@ -8,6 +8,7 @@ all assemble their model here, so their features agree.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,8 @@ from .backbones import Backbone, Weights
 from .errors import PipelineError
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+TORCH_RGB_MEAN = (0.485, 0.456, 0.406)  # of pixels scaled to 0..1
+TORCH_RGB_STD = (0.229, 0.224, 0.225)
 
 
 def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
@@ -31,6 +34,9 @@ def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if backbone.mode == "caffe":  # RGB -> BGR, then subtract the ImageNet mean
         return [fixed_dense(np.eye(3)[:, ::-1], -np.array(CAFFE_BGR_MEAN), "preprocess")]
+    if backbone.mode in ("torch", "normalize"):  # x / 255, then a mean and std per channel
+        mean, std = (TORCH_RGB_MEAN, TORCH_RGB_STD) if backbone.mode == "torch" else (backbone.mean, backbone.std)
+        return [fixed_dense(np.diag(1 / (255 * np.array(std))), -np.array(mean) / np.array(std), "preprocess")]
     return []  # 'identity': the base normalizes its input itself
 
 
@@ -53,6 +59,8 @@ def assemble(backbone: Backbone, size: int, pooling: str, weights: Weights, prep
 def recorded_backbone(features: Mapping, weights_dir: str | None = None) -> tuple[Backbone, Weights]:
     """The backbone and weights a run's features came from; the weights file must be the very same one."""
     spec = backbones.get(features["backbone"])
+    if spec.constructor == "onnx":
+        return _recorded_encoder(features)
     if features["weights"] == "none":
         raise PipelineError("these features came from random weights (--weights none), which cannot be rebuilt for "
                             "new images; extract with --weights imagenet or a weights file and train again")
@@ -61,6 +69,21 @@ def recorded_backbone(features: Mapping, weights_dir: str | None = None) -> tupl
         raise PipelineError(f"weights file {weights.path} (sha256 {weights.sha256[:12]}...) is not the one the features "
                             f"were made with (sha256 {features['weights_sha256'][:12]}...); pass --weights-dir with that file")
     return spec, weights
+
+
+def _recorded_encoder(features: Mapping) -> tuple[Backbone, Weights]:
+    """The ONNX encoder a run's features came from: the recorded file, with the same sha256 and settings."""
+    from . import onnx_encoder
+
+    path = features["weights"]
+    if not Path(path).is_file():
+        raise PipelineError(f"the ONNX encoder {path} these features came from is not on this machine; put it (and "
+                            "its JSON) back at that path")
+    spec = onnx_encoder.load(path)
+    if spec.kwargs["sha256"] != features["weights_sha256"] or spec.name != features["backbone"]:
+        raise PipelineError(f"the ONNX encoder {path} or its JSON changed since the features were made "
+                            f"({spec.name} now, {features['backbone']} then); extract again")
+    return spec, backbones.resolve_weights(spec, spec.default_size)
 
 
 def assemble_recorded(features: Mapping, weights_dir: str | None = None, head: Sequence = (),

@@ -1,6 +1,8 @@
-"""One registry of frozen ImageNet backbones: constructor, preprocessing mode, sizes, weights file and URL.
+"""One registry of frozen pretrained backbones: constructor, preprocessing mode, sizes, weights file and URL.
 
-Adding a ``keras.applications`` backbone is one :data:`REGISTRY` entry.
+Adding a ``keras.applications`` backbone or a KerasHub image encoder (:mod:`pipeline.hub`) is one
+:data:`REGISTRY` entry; an encoder brought as an ONNX file is looked up by its path (:mod:`pipeline.onnx_encoder`).
+docs/backbones.md lists them with their preprocessing, pooling and weights.
 
 Nothing here imports TensorFlow until a model is actually built.
 """
@@ -18,17 +20,25 @@ from .errors import PipelineError
 
 @dataclass(frozen=True)
 class Backbone:
-    """Everything about one ``keras.applications`` base with ``include_top=False``: its constructor, the
-    ``preprocess_input`` it expects (as a mode :mod:`pipeline.assemble` turns into layers), its sizes and
-    where Keras downloads its ImageNet weights (``{size}`` in the URL for per-size files)."""
+    """Everything about one base: its constructor (a ``keras.applications`` one with ``include_top=False``, or a
+    KerasHub class), the ``preprocess_input`` it expects (as a mode :mod:`pipeline.assemble` turns into layers),
+    its sizes and where its ImageNet weights come from (``{size}`` in the URL for per-size Keras files; for
+    KerasHub, the preset's name)."""
 
     name: str
     constructor: str
-    mode: str  # preprocess_input: 'caffe' (BGR, ImageNet mean), 'tf' (-1..1) or 'identity' (inside the model)
+    mode: str  # preprocess_input: 'caffe' (BGR, ImageNet mean), 'tf' (-1..1), 'torch' (0..1, ImageNet mean/std),
+    #            'normalize' (0..1, then the entry's mean/std) or 'identity' (inside the model)
     default_size: int
     weights_url: str
     min_size: int = 32
+    max_size: int = 1024  # px; beyond it a batch of activations no longer fits a typical machine
     kwargs: dict = field(default_factory=dict)
+    library: str = "keras"  # 'keras' (keras.applications) or 'keras_hub' (see pipeline.hub)
+    size_step: int = 1  # sizes must be a multiple of it (a ViT's patch size)
+    mean: tuple = ()  # mode 'normalize': per-channel mean and std of pixels scaled to 0..1
+    std: tuple = ()
+    token_pooling: str = ""  # a KerasHub encoder's pooled output: 'cls+mean', 'cls' or 'map' (see pipeline.hub)
 
     def weights_filename(self, size: int) -> str:
         """Keras's own file name for the no-top ImageNet weights at ``size``."""
@@ -60,6 +70,10 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("mobilenet_v2", "MobileNetV2", "tf", 224,
              f"{KERAS_APPS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{{size}}_no_top.h5",
              kwargs={"alpha": 1.0}),
+    Backbone("densenet121", "DenseNet121", "torch", 224,
+             f"{KERAS_APPS}densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    Backbone("densenet169", "DenseNet169", "torch", 224,
+             f"{KERAS_APPS}densenet/densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     Backbone("efficientnetb0", "EfficientNetB0", "identity", 224,
              "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"),
     Backbone("efficientnetb3", "EfficientNetB3", "identity", 300,
@@ -72,8 +86,44 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
 ]}
 
 
+HUB = "keras_hub"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def _dinov2(name: str, hidden: int, heads: int) -> Backbone:
+    sizes = dict(patch_size=14, num_layers=12, hidden_dim=hidden, num_heads=heads, intermediate_dim=4 * hidden,
+                 layer_scale_init_value=1.0, position_embedding_shape=(518, 518, 3))
+    return Backbone(name, "DINOV2Backbone", "normalize", 224, name, min_size=28, size_step=14, kwargs=sizes,
+                    library=HUB, mean=IMAGENET_MEAN, std=IMAGENET_STD, token_pooling="cls+mean")
+
+
+def _vit_b16(name: str, constructor: str, activation: str, mean: tuple, std: tuple, pooling: str) -> Backbone:
+    sizes = dict(patch_size=16, num_layers=12, hidden_dim=768, num_heads=12, intermediate_dim=3072,
+                 intermediate_activation=activation)
+    return Backbone(name, constructor, "normalize", 224, name, min_size=32, size_step=16, kwargs=sizes, library=HUB,
+                    mean=mean, std=std, token_pooling=pooling)
+
+
+# KerasHub encoders: weights_url is the KerasHub preset; the sizes are the presets' own (their config.json)
+REGISTRY.update({b.name: b for b in [
+    _dinov2("dinov2_small", 384, 6),
+    _dinov2("dinov2_base", 768, 12),
+    _vit_b16("siglip2_base_patch16_224", "SigLIPVisionEncoder", "gelu_approximate", (0.5,) * 3, (0.5,) * 3, "map"),
+    _vit_b16("clip_vit_base_patch16", "CLIPVisionEncoder", "quick_gelu", CLIP_MEAN, CLIP_STD, "cls"),
+]})
+
+
 def get(name: str) -> Backbone:
-    """The registry entry for ``name``, or an error listing the known names and the closest one."""
+    """The registry entry for ``name``, an encoder brought as an ONNX file (a path ending in ``.onnx``, or the
+    ``onnx-<hash>`` name a feature file records: see :mod:`pipeline.onnx_encoder`), or an error listing the
+    known names and the closest one."""
+    from . import onnx_encoder
+
+    if str(name).lower().endswith(".onnx"):
+        return onnx_encoder.load(name)
+    if onnx_encoder.NAME.match(str(name)):
+        return onnx_encoder.recorded(name)
     key = name.lower().replace("-", "_")
     if key in REGISTRY:
         return REGISTRY[key]
@@ -82,15 +132,15 @@ def get(name: str) -> Backbone:
     raise PipelineError(f"unknown backbone {name!r}.{hint} Known: {', '.join(REGISTRY)}")
 
 
-MAX_SIZE = 1024  # px; beyond it a batch of activations no longer fits a typical machine
-
-
 def check_size(backbone: Backbone, size: int | None) -> int:
-    """``size`` (the backbone's default when None), refused outside ``min_size``..:data:`MAX_SIZE`."""
+    """``size`` (the backbone's default when None), refused outside ``min_size``..``max_size``."""
     size = backbone.default_size if size is None else size
-    if not backbone.min_size <= size <= MAX_SIZE:
+    if not backbone.min_size <= size <= backbone.max_size:
         raise PipelineError(f"--image-size {size} is outside {backbone.name}'s range of {backbone.min_size} to "
-                            f"{MAX_SIZE} px (its default is {backbone.default_size})")
+                            f"{backbone.max_size} px (its default is {backbone.default_size})")
+    if size % backbone.size_step:
+        raise PipelineError(f"--image-size {size} is not a multiple of {backbone.name}'s patch size "
+                            f"{backbone.size_step} px (its default is {backbone.default_size})")
     return size
 
 
@@ -129,6 +179,10 @@ def resolve_weights(backbone: Backbone, size: int, weights: str = "imagenet", we
     file Keras would download, and downloads it (as Keras does) only when none has it.
     """
     spec = str(weights)
+    if backbone.constructor == "onnx":  # an encoder brought as an ONNX file: the file is its weights
+        return _encoder_weights(backbone, spec)
+    if backbone.library == HUB and spec.lower() != "none":
+        return _preset_weights(backbone, spec, weights_dir)
     if spec.lower() == "none":
         return Weights("none", None, "none")
     if spec.lower() != "imagenet":
@@ -140,6 +194,33 @@ def resolve_weights(backbone: Backbone, size: int, weights: str = "imagenet", we
     if path is None:
         path = _download(backbone, size)
     return Weights("imagenet", str(Path(path).resolve()), file_sha256(path), note)
+
+
+def _encoder_weights(backbone: Backbone, spec: str) -> Weights:
+    if spec.lower() == "none":
+        raise PipelineError(f"{backbone.name} is an encoder brought as an ONNX file: it has no random-weights "
+                            "version; leave --weights at imagenet (the file's own)")
+    path = backbone.kwargs["path"]
+    if spec.lower() != "imagenet" and Path(spec).resolve() != Path(path):
+        raise PipelineError(f"--weights {spec} does not apply to an ONNX encoder, whose weights are its file {path}")
+    return Weights(path, path, backbone.kwargs["sha256"])
+
+
+def _preset_weights(backbone: Backbone, spec: str, weights_dir: str | None) -> Weights:
+    """A KerasHub preset folder: ``--weights DIR``, else ``<weights dir>/<preset>``, else KerasHub's download."""
+    from .hub import WEIGHTS_FILE, download_preset
+
+    if spec.lower() in ("imagenet", "pretrained"):
+        dirs = [Path(d) / backbone.weights_url for d in (weights_dir, os.environ.get("TRANSFER_WEIGHTS_DIR")) if d]
+        folder = next((d for d in dirs if (d / WEIGHTS_FILE).is_file()), None) or download_preset(backbone.weights_url)
+        spec = "imagenet"
+    else:
+        folder = Path(spec)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise PipelineError(f"{folder} is not a KerasHub preset folder (no {WEIGHTS_FILE}); pass imagenet, none or "
+                            "a preset folder")
+    folder = folder.resolve()
+    return Weights(spec if spec == "imagenet" else str(folder), str(folder), file_sha256(folder / WEIGHTS_FILE))
 
 
 def _download(backbone: Backbone, size: int) -> Path:
@@ -156,22 +237,31 @@ def _download(backbone: Backbone, size: int) -> Path:
 
 def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32"):
     """The frozen Keras base (``include_top=False``), pooled or not, with the resolved weights loaded."""
+    if backbone.constructor == "onnx":
+        raise PipelineError(f"{backbone.name} is an encoder brought as an ONNX file: it runs on ONNX Runtime only, "
+                            "so --runtime tensorflow, --precision bfloat16, finetune and Keras, SavedModel and TFLite "
+                            "exports cannot take it (export --format onnx can)")
     if weights.path is None and weights.spec != "none":  # known by sha256 only (a run whose base was converted)
         raise PipelineError(f"the {weights.spec} weights of {backbone.name} (sha256 {weights.sha256[:12]}...) are not "
                             "on this machine; pass --weights-dir with the file, or set TRANSFER_WEIGHTS_DIR")
     import keras
 
+    from . import hub
+
     state = random.getstate()
     random.seed(0)  # Keras draws initializer seeds from `random`: weights 'none' are the same in every run
     try:
-        ctor = getattr(keras.applications, backbone.constructor)
-        model = ctor(include_top=False, weights=None, input_shape=(size, size, 3),
-                     pooling=None if pooling == "none" else pooling, **backbone.kwargs)
+        if backbone.library == HUB:
+            model = hub.features_model(backbone, hub.encoder(backbone, size, weights.path), size, pooling)
+        else:
+            ctor = getattr(keras.applications, backbone.constructor)
+            model = ctor(include_top=False, weights=None, input_shape=(size, size, 3),
+                         pooling=None if pooling == "none" else pooling, **backbone.kwargs)
     finally:
         random.setstate(state)
     if precision == "bfloat16":
         _convolutions_in_bfloat16(model)
-    if weights.path:
+    if weights.path and backbone.library != HUB:  # a preset was loaded with its encoder
         try:
             model.load_weights(weights.path)
         except Exception as exc:

@@ -131,7 +131,8 @@ def _onnx_proto(frozen, image: str, output: str, opset: int, optimize: bool):
     from tf2onnx import optimizer, tfonnx
 
     names = dict(input_names=[image], output_names=[output], opset=opset,
-                 tensors_to_rename={image: INPUT_NAME, output: OUTPUT_NAME})
+                 tensors_to_rename={image: INPUT_NAME, output: OUTPUT_NAME},
+                 custom_op_handlers={"Erfc": (_erfc, [])})
     logger, level = logging.getLogger("tf2onnx"), logging.getLogger("tf2onnx").level
     logger.setLevel(logging.CRITICAL)  # what fails is raised, in one line
     try:
@@ -150,6 +151,18 @@ def _onnx_proto(frozen, image: str, output: str, opset: int, optimize: bool):
                 return tf2onnx.convert.from_graph_def(frozen, **names)[0]
     finally:
         logger.setLevel(level)
+
+
+def _erfc(ctx, node, name, args) -> None:
+    """TensorFlow's ``Erfc`` (in its exact GELU: ConvNeXt, KerasHub's ViTs), which ONNX lacks, as ``1 - Erf``."""
+    from tf2onnx import utils
+
+    x = node.input[0]
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    erf = ctx.make_node("Erf", [x], op_name_scope=node.name, name="erf")
+    one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype))
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+    node.type = "Sub"
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import export_formats, export_images, quiet
+from . import encoder_export, export_formats, export_images, quiet
 from .atomic import replacing, replacing_folder, write_text
 from .converting import max_abs_diff, top1_agreement
 from .errors import PipelineError
@@ -66,14 +66,21 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
         # a float32 copy of the base moved probabilities by up to 0.04 and flipped 2% of hymenoptera val
         raise PipelineError(f"--format {fmt.name} cannot run this run's --precision bfloat16 base; export it as "
                             "keras or savedmodel, or extract with --precision float32 and train again")
+    encoder = encoder_export.is_encoder_run(run)
+    if encoder:
+        encoder_export.refuse_format(run, fmt.name)
     labels = _labels(run.classes, fmt.labels_path(output) if fmt.suffix else None)  # a folder's go with it
-    model = build_model(run_dir, weights_dir)
+    model = None if encoder else build_model(run_dir, weights_dir)
+    size = int(run.features["input_size"])
     split, files, total = export_images.check_files(run, check_images, data_dir)
     pixels, expected = _reference(run, files, weights_dir)
     calibration = export_images.calibration(run, calibration_images, data_dir) if fmt.calibrated else None
     with (replacing_folder(output, export_formats.MARKER) if not fmt.suffix else replacing(output)) as tmp, quiet.filtered_stderr():
-        fmt.write(model, tmp, run.classes, calibration)
-        size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else tmp.stat().st_size
+        if encoder:
+            encoder_export.write_onnx(run, tmp, run.classes, weights_dir)
+        else:
+            fmt.write(model, tmp, run.classes, calibration)
+        written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else tmp.stat().st_size
         runner = fmt.load(tmp)
         got = np.concatenate([runner(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)])
         check = {"split": split, "images": len(pixels), "of": total, **judge(fmt, expected, got, tolerance(fmt, run))}
@@ -83,8 +90,8 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
     if fmt.suffix:
         write_text(fmt.labels_path(output), labels)
     return {"output": str(output), "format": fmt.name, "runtime": fmt.runtime, "labels": str(fmt.labels_path(output)),
-            "input_shape": list(model.input_shape[1:]), "input_dtype": fmt.input_dtype, "classes": run.classes,
-            "bytes": size, "ms_per_image": ms, "check": check}
+            "input_shape": [size, size, 3], "input_dtype": fmt.input_dtype, "classes": run.classes,
+            "bytes": written, "ms_per_image": ms, "check": check}
 
 
 def tolerance(fmt: Format, run: Run) -> float | None:

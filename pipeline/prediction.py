@@ -71,8 +71,9 @@ class Extractor:
         self.store_dtype = features.get("store_dtype") or "float32"
         self.job = Job(backbones.get(features["backbone"]), self.size, features["pooling"], features["preprocess"],
                        precision, recorded, batch_size, runtime=runtime, model_cache=str(model_cache))
-        if features["weights"] == "none" or not runtimes.runs_from_cache(self.job):  # TensorFlow needs the file
-            self.job = replace(self.job, weights=recorded_backbone(features, weights_dir)[1])
+        if features["weights"] == "none" or not runtimes.runs_from_cache(self.job):  # a conversion needs the file
+            spec, weights = recorded_backbone(features, weights_dir)
+            self.job = replace(self.job, backbone=spec, weights=weights)
         self.runtime = None
         self.notes: list[str] = []
 

@@ -25,10 +25,13 @@ def engine_options(command):
 
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
-@click.option("--backbone", default="mobilenet_v2", show_default=True, help="Registry name, e.g. vgg16, resnet50.")
+@click.option("--backbone", default="mobilenet_v2", show_default=True,
+              help="Registry name, e.g. vgg16, densenet121, dinov2_small; or an encoder PATH.onnx with its JSON "
+                   "beside it (see docs/backbones.md).")
 @click.option("--image-size", type=int, default=None, help="Input size in px [default: the backbone's].")
 @click.option("--pooling", default="avg", show_default=True, type=click.Choice(POOLINGS))
-@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a .h5 file.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet (or pretrained), none, a .h5 file, or a KerasHub preset folder.")
 @weights_dir_option
 @click.option("--preprocess", default="backbone", show_default=True, type=click.Choice(PREPROCESSINGS))
 @click.option("--precision", default="float32", show_default=True, type=click.Choice(PRECISIONS))

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import RUNTIME_CHOICES
 from ..errors import PipelineError
+from ..onnx_encoder import is_encoder
 
 RUNTIMES = {"tensorflow": "TensorFlowRuntime", "onnx": "OnnxRuntime"}  # name -> class in pipeline.runtimes.<name>
 
@@ -55,6 +56,8 @@ def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
     try:
         _, notes = ensure(job, sample)
     except ConversionRefused as exc:
+        if is_encoder(job.backbone):  # TensorFlow cannot run it: nothing to fall back to
+            raise
         return replace(job, runtime="tensorflow"), [f"{exc}: running on TensorFlow"]
     except OSError as exc:
         return replace(job, runtime="tensorflow"), [f"cannot use the model cache {job.model_cache} "
@@ -66,6 +69,11 @@ def concrete(job) -> str:
     """The runtime ``job.runtime`` names, ``auto`` decided (:func:`pipeline.runtimes.auto.choose`) before any
     conversion or fallback."""
     check(job.runtime, job.precision)
+    if is_encoder(job.backbone):
+        if job.runtime == "tensorflow" or job.precision != "float32":
+            raise PipelineError(f"{job.backbone.name} is an encoder brought as an ONNX file: it runs on ONNX Runtime "
+                                "in float32 only (--runtime auto or onnx, --precision float32)")
+        return "onnx"
     if job.runtime != "auto":
         return job.runtime
     from .auto import choose

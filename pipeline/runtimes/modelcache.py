@@ -50,6 +50,7 @@ from ..config import package_version, utc_now
 from ..errors import PipelineError
 from ..hashing import file_sha256
 from ..locks import holder, open_lock, stamp
+from ..onnx_encoder import is_encoder
 from ..tolerances import TOLERANCES
 from .provenance import foreign_writer
 
@@ -269,14 +270,12 @@ def _parity_pixels(job, sample: Callable[[int], np.ndarray] | None) -> tuple[np.
 
 def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
     """Convert the job's base into ``path``, compare it with TensorFlow on ``pixels`` and write the sidecar;
-    a failure or a disagreement is recorded in the sidecar and raised as :class:`ConversionRefused`."""
-    import tensorflow as tf
+    a failure or a disagreement is recorded in the sidecar and raised as :class:`ConversionRefused`.
 
-    from ..assemble import assemble
-
+    An encoder brought as an ONNX file is composed with its preprocessing and pooling instead, and compared
+    with the user's file run as it is (:mod:`pipeline.onnx_encoder`)."""
     start = time.perf_counter()
     x, source = pixels[0].astype(np.float32), pixels[1]
-    model, _ = assemble(job.backbone, job.size, job.pooling, job.weights, job.preprocess, job.precision)
     record = {"key": key(job), "converted": utc_now(), "parity_images": len(x), "parity_pixels": source,
               "tolerance": TOLERANCE, "versions": {p: package_version(p) for p in ("tensorflow", "tf2onnx",
                                                                                    "onnxruntime")}}
@@ -284,11 +283,7 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
     tmp = folder / path.name
     try:
         try:
-            forward = converting.trace(model)
-            with ThreadPoolExecutor(1) as pool:  # TensorFlow's forward pass runs beside tf2onnx's Python
-                reference = pool.submit(lambda: forward(tf.constant(x)).numpy())
-                converting.to_onnx(model, tmp, forward=forward, optimize=False)
-                reference = reference.result()
+            reference = (_compose_encoder if is_encoder(job.backbone) else _convert_keras)(job, x, tmp)
             candidate = converting.run_onnx(converting.onnx_session(tmp, input_shape=(job.size, job.size, 3)), x)
             measured = parity(reference, candidate)
         except OSError:
@@ -298,7 +293,8 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
             kind = "" if isinstance(exc, PipelineError) else f"{type(exc).__name__}: "
             raise ConversionRefused(f"converting {job.backbone.name} to ONNX failed ({kind}{reason})") from None
         if not measured <= TOLERANCE:  # NaN fails too
-            raise ConversionRefused(f"{job.backbone.name} converted to ONNX differs from TensorFlow by {measured:.2g} "
+            against = "the ONNX file run as it is" if is_encoder(job.backbone) else "TensorFlow"
+            raise ConversionRefused(f"{job.backbone.name} converted to ONNX differs from {against} by {measured:.2g} "
                                     f"of the features' scale, above the tolerance {TOLERANCE:g}")
         record.update(sha256=file_sha256(tmp), parity=measured, output_shape=list(reference.shape[1:]),
                       seconds=round(time.perf_counter() - start, 2))
@@ -310,3 +306,30 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     write_text(sidecar(path), json.dumps(record, indent=2))
+
+
+def _convert_keras(job, x: np.ndarray, tmp: Path) -> np.ndarray:
+    """Convert the job's assembled Keras model into ``tmp``; TensorFlow's features of ``x``."""
+    import tensorflow as tf
+
+    from ..assemble import assemble
+
+    model, _ = assemble(job.backbone, job.size, job.pooling, job.weights, job.preprocess, job.precision)
+    forward = converting.trace(model)
+    with ThreadPoolExecutor(1) as pool:  # TensorFlow's forward pass runs beside tf2onnx's Python
+        reference = pool.submit(lambda: forward(tf.constant(x)).numpy())
+        converting.to_onnx(model, tmp, forward=forward, optimize=False)
+        return reference.result()
+
+
+def _compose_encoder(job, x: np.ndarray, tmp: Path) -> np.ndarray:
+    """Compose the job's ONNX encoder with its preprocessing and pooling into ``tmp``; the user's file's own
+    features of ``x`` (checked for shape and finite values)."""
+    from .. import onnx_encoder
+
+    if job.preprocess != "backbone":
+        raise PipelineError(f"--preprocess {job.preprocess} does not apply to an ONNX encoder: its JSON says how "
+                            "to preprocess")
+    reference, rank = onnx_encoder.reference(job.backbone, job.pooling, x)
+    onnx_encoder.compose(job.backbone, job.pooling, rank, tmp)
+    return reference
