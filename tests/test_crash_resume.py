@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import extract
 from pipeline.store import FeatureFile
-from conftest import COLORS, make_folder, make_image
+from helpers import COLORS, make_folder, make_image
 
 ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
 FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)

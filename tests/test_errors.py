@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from conftest import make_folder
+from helpers import make_folder
 
 FAST = ["--backbone", "mobilenet_025", "--image-size", "32", "--weights", "none"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
 from pipeline import PipelineError, extract
 from pipeline.cli import main
 from pipeline.finetuning import build, finetune, unfreeze

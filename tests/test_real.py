@@ -5,7 +5,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.pipeline import make_pipeline
 
 from pipeline import extract, load
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 
 
 @needs_shared

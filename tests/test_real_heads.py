@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import compare, export, extract, predict
 from pipeline.heads import names
 from pipeline.images import load_image
@@ -21,7 +21,6 @@ def caches(tmp_path_factory):
 
 
 @needs_shared
-@pytest.mark.real
 @pytest.mark.parametrize("name", list(FLOORS))
 def test_best_head_holds_the_val_floor(caches, name):
     paths, root = caches
@@ -33,7 +32,6 @@ def test_best_head_holds_the_val_floor(caches, name):
 
 
 @needs_shared
-@pytest.mark.real
 def test_predict_and_export_agree_on_real_photos(caches, tmp_path):
     import keras
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, make_image, needs_shared
 from PIL import Image
 
 import pipeline

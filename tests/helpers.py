@@ -1,0 +1,58 @@
+"""Test helpers, imported as a module (``from helpers import make_folder``): synthetic image folders, where the
+real photos and weights live, and copying what a session fixture built before a test changes it.
+
+The fixtures themselves are declared in ``conftest.py``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
+SHARED_MISSING = f"real photos and ImageNet weights expected in {SHARED} (absent on this machine)"
+
+# The one way to say a test needs ../shared: conftest skips tests marked `real`, saying why, when it is absent.
+needs_shared = pytest.mark.real
+
+COLORS = {"blue": (40, 60, 200), "red": (200, 50, 40)}
+TINY_COUNTS = {"train": 6, "val": 3, "test": 2}  # the `tiny_data` folder: 22 pictures
+FAST_ARGS = dict(backbone="vgg16", image_size=32, weights="none", batch_size=8)  # seconds, see `fast_args`
+DENSE_FAST = {"units": "8", "epochs": 5}  # a dense head that trains in a second
+
+
+def shared_present() -> bool:
+    """Whether ../shared holds the real photos and weights."""
+    return SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_dir()
+
+
+def make_image(path: Path, color: tuple[int, int, int], seed: int, size: tuple[int, int] = (48, 40),
+               fmt: str | None = None) -> Path:
+    """A noisy solid-colour picture, different for every seed."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def make_folder(root: Path, counts: dict[str, int], classes=COLORS, ext: str = "png", seed: int = 0) -> Path:
+    """``root/<split>/<class>/<i>.<ext>`` for each split in ``counts`` (a split named '' means no split level)."""
+    n = seed
+    for split, count in counts.items():
+        for label, color in classes.items():
+            for i in range(count):
+                n += 1
+                make_image(root / split / label / f"{label}{i}.{ext}", color, n)
+    return root
+
+
+def copied(src: str | Path, dst: Path) -> Path:
+    """A copy of a file or folder a session fixture built, for a test that changes it."""
+    src = Path(src)
+    return Path(shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst))
