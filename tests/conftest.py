@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST_ARGS, SHARED_MISSING, TINY_COUNTS, make_folder, shared_present
+from helpers import FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,6 +33,13 @@ def fast_args(tmp_path: Path) -> dict:
     VGG16 keeps random-init features around 0.1, so value comparisons can fail; random-init
     MobileNets shrink them to about 1e-17."""
     return dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_extracts(tmp_path_factory) -> SharedExtracts:
+    """``shared_extracts(dataset, **settings)``: the summary of the session's one extraction of a ../shared
+    dataset with those settings (see :class:`helpers.SharedExtracts`)."""
+    return SharedExtracts(tmp_path_factory.mktemp("shared_extracts"))
 
 
 @pytest.fixture(autouse=True)

@@ -56,3 +56,33 @@ def copied(src: str | Path, dst: Path) -> Path:
     """A copy of a file or folder a session fixture built, for a test that changes it."""
     src = Path(src)
     return Path(shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst))
+
+
+class SharedExtracts:
+    """Each ../shared dataset extracted once per session and settings, into one cache folder whose model cache
+    converts each base once; calling it again returns the summary of that first extraction. A test that
+    changes a feature file, or extracts a folder of its own, starts from a copy (:meth:`seed`)."""
+
+    def __init__(self, root: Path):
+        self.cache_dir = root / "cache"
+        self._done: dict = {}
+
+    def __call__(self, dataset: str, **settings) -> dict:
+        key = (dataset, tuple(sorted(settings.items())))
+        if key not in self._done:
+            from pipeline import extract
+
+            self._done[key] = extract(SHARED_DATA / dataset, weights_dir=str(SHARED_WEIGHTS),
+                                      cache_dir=str(self.cache_dir), **settings)
+        return self._done[key]
+
+    def seed(self, cache_dir: Path, *summaries: dict) -> Path:
+        """``cache_dir`` holding copies of the converted models and of the feature files of ``summaries``
+        (reused by content when a folder of the same name is extracted there)."""
+        if (self.cache_dir / "models").is_dir():
+            shutil.copytree(self.cache_dir / "models", cache_dir / "models", dirs_exist_ok=True)
+        for summary in summaries:
+            feature_file = Path(summary["cache"])
+            (cache_dir / feature_file.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(feature_file, cache_dir / feature_file.parent.name / feature_file.name)
+        return cache_dir

@@ -55,9 +55,10 @@ def planted_photos(root: Path, seed: int = 0) -> tuple[Path, set[str], set[str]]
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> dict:
+def planted(tmp_path_factory, shared_extracts) -> dict:
     tmp = tmp_path_factory.mktemp("labels")
     root, flipped, foreign = planted_photos(tmp / "hymenoptera")
+    shared_extracts.seed(tmp / "cache", shared_extracts("hymenoptera", **SETTINGS))  # moved photos: reused by content
     summary = pipeline.extract(root, weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp / "cache"), **SETTINGS)
     return {"root": root, "cache": summary["cache"], "flipped": flipped, "foreign": foreign, "tmp": tmp}
 

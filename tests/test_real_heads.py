@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
-from pipeline import compare, export, extract, predict
+from pipeline import compare, export, predict
 from pipeline.heads import names
 from pipeline.images import load_image
 
@@ -13,10 +13,9 @@ FLOORS = {"urban_rural": (160, 0.95), "hymenoptera": (224, 0.92), "hotdog_nothot
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory):
+def caches(tmp_path_factory, shared_extracts):
     root = tmp_path_factory.mktemp("real_heads")
-    return {name: extract(SHARED_DATA / name, backbone="mobilenet_v2", image_size=size, weights_dir=str(SHARED_WEIGHTS),
-                          cache_dir=str(root / "cache"), batch_size=32)["cache"]
+    return {name: shared_extracts(name, backbone="mobilenet_v2", image_size=size)["cache"]
             for name, (size, _) in FLOORS.items()}, root
 
 
