@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import extract
 from pipeline.store import FeatureFile
-from helpers import COLORS, make_folder, make_image
+from helpers import COLORS, copied, make_folder, make_image
 
 ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
 FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
@@ -99,19 +99,27 @@ def assert_same(a: dict, b: dict) -> None:
             np.testing.assert_allclose(x, b[split][path], atol=1e-3)
 
 
-@pytest.fixture
-def grown(tmp_path):
+@pytest.fixture(scope="module")
+def grown_once(tmp_path_factory):
     """A published cache of 24 images, then 60 more images added to the folder, and a reference
-    cache of all 84 made without interruption."""
-    root = make_folder(tmp_path / "photos", {"train": 8, "val": 4})
-    cache = tmp_path / "cache"
-    first = extract(root, cache_dir=str(cache), **FAST)
+    cache of all 84 made without interruption (built once: each test gets copies, see `grown`)."""
+    tmp = tmp_path_factory.mktemp("grown")
+    root = make_folder(tmp / "photos", {"train": 8, "val": 4})
+    first = extract(root, cache_dir=str(tmp / "cache"), **FAST)
     for label, color in COLORS.items():
         for i in range(30):
             make_image(root / "train" / label / f"added{i}.png", color, 1000 + i + (50 if label == "red" else 0))
-    reference = extract(root, cache_dir=str(tmp_path / "reference"), **FAST)
+    reference = extract(root, cache_dir=str(tmp / "reference"), **FAST)
     assert first["computed"] == 24 and reference["computed"] == 84
-    return root, cache, first, reference
+    return tmp, first, reference
+
+
+@pytest.fixture
+def grown(grown_once, tmp_path):
+    """`grown_once`'s photos and published cache copied for a test to extract into (and kill); its reference."""
+    tmp, first, reference = grown_once
+    root, cache = copied(tmp / "photos", tmp_path / "photos"), copied(tmp / "cache", tmp_path / "cache")
+    return root, cache, {**first, "cache": str(cache / Path(first["cache"]).relative_to(tmp / "cache"))}, reference
 
 
 def test_kill_during_extraction_reuses_finished_batches(grown, tmp_path):
