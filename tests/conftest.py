@@ -11,13 +11,21 @@ from helpers import FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``real`` need ../shared: skipped, saying why, when it is absent."""
+    """Tests marked ``real`` need ../shared: skipped, saying why, when it is absent. Tests on Ray run last, on
+    the one Ray the session starts (idle, it would slow every test after it)."""
+    items.sort(key=uses_ray)  # stable: the rest keep their order
     if shared_present():
         return
     skip = pytest.mark.skip(reason=SHARED_MISSING)
     for item in items:
         if item.get_closest_marker("real"):
             item.add_marker(skip)
+
+
+def uses_ray(item) -> bool:
+    """Whether a test needs `ray_address`, or is parametrized with the ray engine."""
+    params = getattr(item, "callspec", None)
+    return "ray_address" in item.fixturenames or (params is not None and params.params.get("engine") == "ray")
 
 
 @pytest.fixture
@@ -48,10 +56,10 @@ def _quiet_tf(monkeypatch):
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_address():
-    """A local Ray with 2 CPUs for the module's tests (ended after them: idle Ray costs the other tests CPU);
-    its address lets other processes join it."""
+    """A local Ray with 2 CPUs, started once (the tests that use it run last); its address lets other processes
+    join it."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False)

@@ -104,7 +104,7 @@ def test_every_export_format_reads_back_as_the_keras_model(name, end_to_end, pix
         assert fmt.calibrated and fmt.input_dtype == "uint8"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: the Ray tests, which need it too, run last
 def local_tensorflow(tmp_path_factory) -> dict:
     """The tiny folder (with one unreadable file) extracted by the local engine on TensorFlow: the reference
     every engine and runtime must match; its cache folder's ``models`` holds the base converted to ONNX."""
