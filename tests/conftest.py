@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present
+from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present,
+                     vgg16_weights)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,6 +42,24 @@ def fast_args(tmp_path: Path) -> dict:
     VGG16 keeps random-init features around 0.1, so value comparisons can fail; random-init
     MobileNets shrink them to about 1e-17."""
     return dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict:
+    """Built once per session (copy before changing): ``data`` (train 8+8, val 4+4 PNGs), ``weights`` (a fixed
+    VGG16 file, so predict and export can rebuild the base), ``cache`` (its features at 32 px) and ``runs``
+    (a run directory per registered head)."""
+    from pipeline import extract, train
+    from pipeline.heads import names
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    data = make_folder(root / "colors", {"train": 8, "val": 4})
+    weights = vgg16_weights(root / "vgg16.weights.h5")
+    cache = extract(data, backbone="vgg16", image_size=32, weights=str(weights), cache_dir=str(root / "cache"),
+                    batch_size=16)["cache"]
+    runs = {head: train(cache, head, DENSE_FAST if head == "dense" else None, run_dir=root / head)["run_dir"]
+            for head in names()}
+    return {"data": data, "cache": cache, "runs": runs, "weights": weights, "root": root}
 
 
 @pytest.fixture(scope="session")

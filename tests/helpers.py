@@ -52,6 +52,17 @@ def make_folder(root: Path, counts: dict[str, int], classes=COLORS, ext: str = "
     return root
 
 
+def vgg16_weights(path: Path, size: int = 32) -> Path:
+    """A fixed VGG16 weights file, so that features can be recomputed (unlike --weights none) by predict and
+    export; random-init VGG16 features are about 0.1, not vanishing like a random MobileNet's."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3),
+                             pooling="avg").save_weights(path)
+    return path
+
+
 def copied(src: str | Path, dst: Path) -> Path:
     """A copy of a file or folder a session fixture built, for a test that changes it."""
     src = Path(src)

@@ -20,27 +20,10 @@ from pipeline.store import FeatureFile
 SIZE = 32
 
 
-def random_weights(path):
-    """A fixed VGG16 weights file, so that features can be recomputed (unlike --weights none); random-init
-    VGG16 features are about 0.1, not vanishing like a random MobileNet's, so comparisons can fail."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
-                             pooling="avg").save_weights(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pe")
-    data = make_folder(root / "colors", {"train": 8, "val": 4})
-    weights = random_weights(root / "vgg16.weights.h5")
-    cache = extract(data, backbone="vgg16", image_size=SIZE, weights=str(weights),
-                    cache_dir=str(root / "cache"), batch_size=16)["cache"]
-    runs = {head: train(cache, head, {"units": "8", "epochs": 5} if head == "dense" else None,
-                        run_dir=root / head)["run_dir"] for head in ("logreg", "svm", "dense", "knn")}
-    return {"data": data, "cache": cache, "runs": runs, "weights": weights, "root": root}
+@pytest.fixture
+def setup(tiny_runs):
+    """The session's tiny runs (conftest); the tests here only read them."""
+    return tiny_runs
 
 
 def test_new_features_equal_the_cached_ones(setup):
