@@ -1,4 +1,5 @@
-"""Fixtures: small synthetic image folders and fast extraction settings. Helpers live in ``helpers.py``."""
+"""Fixtures: small synthetic folders and fast settings, what is built once per session (tiny runs, ../shared
+extractions, Ray), and the skip of `real` tests without ../shared. Helpers live in ``helpers.py``."""
 
 from __future__ import annotations
 

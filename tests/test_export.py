@@ -31,8 +31,9 @@ from pipeline.images import decode_all, load_image
 from pipeline.runs import open_run
 
 SIZE = 128
-NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
-         "tflite-float16": "model-float16.tflite", "tflite-int8": "model-int8.tflite"}
+# every format of the registry, exported by the setup: saved_model/ for a folder, else model[-variant].<suffix>
+NAMES = {name: f"model{name[name.find('-'):] if '-' in name else ''}{fmt.suffix}" if fmt.suffix else "saved_model"
+         for name, fmt in FORMATS.items()}
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
