@@ -1,51 +1,39 @@
-"""Shared fixtures: small synthetic image folders, and the real data and weights in ../shared."""
+"""Fixtures: small synthetic folders and fast settings, what is built once per session (tiny runs, ../shared
+extractions, Ray), and the skip of `real` tests without ../shared. Helpers live in ``helpers.py``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SHARED_DATA = SHARED / "data"
-SHARED_WEIGHTS = SHARED / "weights"
-
-needs_shared = pytest.mark.skipif(
-    not (SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_dir()),
-    reason=f"real photos and ImageNet weights expected in {SHARED} (absent on this machine)",
-)
-
-COLORS = {"blue": (40, 60, 200), "red": (200, 50, 40)}
+from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present,
+                     vgg16_weights)
 
 
-def make_image(path: Path, color: tuple[int, int, int], seed: int, size: tuple[int, int] = (48, 40),
-               fmt: str | None = None) -> Path:
-    """A noisy solid-colour picture, different for every seed."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(color) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format=fmt)
-    return path
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``real`` need ../shared: skipped, saying why, when it is absent. Tests on Ray run last, on
+    the one Ray the session starts (idle, it would slow every test after it)."""
+    items.sort(key=uses_ray)  # stable: the rest keep their order
+    if shared_present():
+        return
+    skip = pytest.mark.skip(reason=SHARED_MISSING)
+    for item in items:
+        if item.get_closest_marker("real"):
+            item.add_marker(skip)
 
 
-def make_folder(root: Path, counts: dict[str, int], classes=COLORS, ext: str = "png", seed: int = 0) -> Path:
-    """``root/<split>/<class>/<i>.<ext>`` for each split in ``counts`` (a split named '' means no split level)."""
-    n = seed
-    for split, count in counts.items():
-        for label, color in classes.items():
-            for i in range(count):
-                n += 1
-                make_image(root / split / label / f"{label}{i}.{ext}", color, n)
-    return root
+def uses_ray(item) -> bool:
+    """Whether a test needs `ray_address`, or is parametrized with the ray engine."""
+    params = getattr(item, "callspec", None)
+    return "ray_address" in item.fixturenames or (params is not None and params.params.get("engine") == "ray")
 
 
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     """train 6+6, val 3+3, test 2+2 PNGs."""
-    return make_folder(tmp_path / "tiny", {"train": 6, "val": 3, "test": 2})
+    return make_folder(tmp_path / "tiny", TINY_COUNTS)
 
 
 @pytest.fixture
@@ -54,11 +42,46 @@ def fast_args(tmp_path: Path) -> dict:
 
     VGG16 keeps random-init features around 0.1, so value comparisons can fail; random-init
     MobileNets shrink them to about 1e-17."""
-    return dict(backbone="vgg16", image_size=32, weights="none", batch_size=8,
-                cache_dir=str(tmp_path / "cache"))
+    return dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict:
+    """Built once per session (copy before changing): ``data`` (train 8+8, val 4+4 PNGs), ``weights`` (a fixed
+    VGG16 file, so predict and export can rebuild the base), ``cache`` (its features at 32 px) and ``runs``
+    (a run directory per registered head)."""
+    from pipeline import extract, train
+    from pipeline.heads import names
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    data = make_folder(root / "colors", {"train": 8, "val": 4})
+    weights = vgg16_weights(root / "vgg16.weights.h5")
+    cache = extract(data, backbone="vgg16", image_size=32, weights=str(weights), cache_dir=str(root / "cache"),
+                    batch_size=16)["cache"]
+    runs = {head: train(cache, head, DENSE_FAST if head == "dense" else None, run_dir=root / head)["run_dir"]
+            for head in names()}
+    return {"data": data, "cache": cache, "runs": runs, "weights": weights, "root": root}
+
+
+@pytest.fixture(scope="session")
+def shared_extracts(tmp_path_factory) -> SharedExtracts:
+    """``shared_extracts(dataset, **settings)``: the summary of the session's one extraction of a ../shared
+    dataset with those settings (see :class:`helpers.SharedExtracts`)."""
+    return SharedExtracts(tmp_path_factory.mktemp("shared_extracts"))
 
 
 @pytest.fixture(autouse=True)
 def _quiet_tf(monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray with 2 CPUs, started once (the tests that use it run last); its address lets other processes
+    join it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

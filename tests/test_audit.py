@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
 from PIL import Image, ImageDraw
 
 import pipeline
@@ -68,8 +68,6 @@ def test_exact_groups_sorts_each_kind():
 @pytest.fixture(scope="module")
 def planted_cache(tmp_path_factory) -> dict[str, str]:
     """The planted folder extracted with the real MobileNet 0.25 at 96 px, pooled and as raw maps."""
-    if not (SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_dir()):
-        pytest.skip(f"real ImageNet weights expected in {SHARED_WEIGHTS}")
     tmp = tmp_path_factory.mktemp("audit")
     root = planted(tmp / "planted")
     return {pooling: pipeline.extract(root, backbone="mobilenet_025", image_size=96, pooling=pooling,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import make_folder
+from helpers import make_folder
 
 import pipeline
 from pipeline.audit import kinds, rank_findings

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
 from pipeline import FeatureFile, PipelineError, extract
 from pipeline.augment import augment_view, describe, layers, parse
 from pipeline.cli import main

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from pipeline import extract, load
 from pipeline.cli import main
 from pipeline.store import FeatureFile
-from conftest import make_folder
+from helpers import make_folder
 from test_crash_resume import ARGS, FAST, SLOW_PARTS, assert_same, part_files, snapshot, transfer, wait_for
 
 HOLD_COMMIT = """

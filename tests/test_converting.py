@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import backbones, converting
 from pipeline.tolerances import INT8_MIN_TOP1, TOLERANCES
 from pipeline.errors import PipelineError

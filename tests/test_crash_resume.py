@@ -5,7 +5,6 @@ same rows and features as an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from pipeline import extract
+from pipeline.cli import main
 from pipeline.store import FeatureFile
-from conftest import COLORS, make_folder, make_image
+from helpers import COLORS, copied, make_folder, make_image
 
 ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
 FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
@@ -99,19 +100,27 @@ def assert_same(a: dict, b: dict) -> None:
             np.testing.assert_allclose(x, b[split][path], atol=1e-3)
 
 
-@pytest.fixture
-def grown(tmp_path):
+@pytest.fixture(scope="module")
+def grown_once(tmp_path_factory):
     """A published cache of 24 images, then 60 more images added to the folder, and a reference
-    cache of all 84 made without interruption."""
-    root = make_folder(tmp_path / "photos", {"train": 8, "val": 4})
-    cache = tmp_path / "cache"
-    first = extract(root, cache_dir=str(cache), **FAST)
+    cache of all 84 made without interruption (built once: each test gets copies, see `grown`)."""
+    tmp = tmp_path_factory.mktemp("grown")
+    root = make_folder(tmp / "photos", {"train": 8, "val": 4})
+    first = extract(root, cache_dir=str(tmp / "cache"), **FAST)
     for label, color in COLORS.items():
         for i in range(30):
             make_image(root / "train" / label / f"added{i}.png", color, 1000 + i + (50 if label == "red" else 0))
-    reference = extract(root, cache_dir=str(tmp_path / "reference"), **FAST)
+    reference = extract(root, cache_dir=str(tmp / "reference"), **FAST)
     assert first["computed"] == 24 and reference["computed"] == 84
-    return root, cache, first, reference
+    return tmp, first, reference
+
+
+@pytest.fixture
+def grown(grown_once, tmp_path):
+    """`grown_once`'s photos and published cache copied for a test to extract into (and kill); its reference."""
+    tmp, first, reference = grown_once
+    root, cache = copied(tmp / "photos", tmp_path / "photos"), copied(tmp / "cache", tmp_path / "cache")
+    return root, cache, {**first, "cache": str(cache / Path(first["cache"]).relative_to(tmp / "cache"))}, reference
 
 
 def test_kill_during_extraction_reuses_finished_batches(grown, tmp_path):
@@ -179,8 +188,7 @@ def test_json_summary_of_a_resumed_run_counts_reuse(grown):
     wait_for(lambda: len(part_files(cache)) >= 2, proc)
     kill(proc)
     done = part_rows(cache)
-    exe = Path(sys.executable).with_name("transfer")
-    out = subprocess.run([str(exe), "extract", str(root), *ARGS, "--cache-dir", str(cache), "--json"],
-                         capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = CliRunner().invoke(main, ["extract", str(root), *ARGS, "--cache-dir", str(cache), "--json"])  # in-process
+    assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert (summary["computed"], summary["reused"]) == (60 - done, 24 + done)

@@ -3,7 +3,7 @@ import pytest
 
 from pipeline import datasets
 from pipeline.errors import PipelineError
-from conftest import make_folder, make_image
+from helpers import make_folder, make_image
 
 
 def test_split_folders_and_validation_alias(tmp_path):

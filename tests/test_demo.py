@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_WEIGHTS, make_folder, needs_shared
 
 import pipeline.demo
 from pipeline.cli import main

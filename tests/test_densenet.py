@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline import backbones, extract, load
 from pipeline.assemble import preprocessing_layers
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 
 
 @pytest.mark.parametrize("name", ["densenet121", "densenet169"])

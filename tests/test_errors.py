@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from conftest import make_folder
+from helpers import make_folder
 
 FAST = ["--backbone", "mobilenet_025", "--image-size", "32", "--weights", "none"]
 
@@ -62,6 +62,7 @@ def test_missing_weights_file(photos, tmp_path):
     assert "weights file not found" in line and "imagenet, none" in line
 
 
+@pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")  # Keras, layer by layer, before the error
 def test_weights_file_of_another_model(photos, tmp_path):
     import keras
 

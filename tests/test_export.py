@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from test_docs import deploy_snippets
 from pipeline import export, extract, predict, train
 from pipeline.atomic import replacing_folder
@@ -32,8 +32,9 @@ from pipeline.images import decode_all, load_image
 from pipeline.runs import open_run
 
 SIZE = 128
-NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
-         "tflite-float16": "model-float16.tflite", "tflite-int8": "model-int8.tflite"}
+# every format of the registry, exported by the setup: saved_model/ for a folder, else model[-variant].<suffix>
+NAMES = {name: f"model{name[name.find('-'):] if '-' in name else ''}{fmt.suffix}" if fmt.suffix else "saved_model"
+         for name, fmt in FORMATS.items()}
 
 
 def small_folder(root: Path) -> Path:

@@ -9,7 +9,7 @@ import errno
 import h5py
 import pytest
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import extract, images
 
 

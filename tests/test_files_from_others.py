@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared
 from pipeline import extract, predict, train, write_report
 from pipeline.cli import main
 from pipeline.errors import PipelineError

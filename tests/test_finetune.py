@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_WEIGHTS, make_folder, needs_shared
 from pipeline import PipelineError, extract
 from pipeline.cli import main
 from pipeline.finetuning import build, finetune, unfreeze
@@ -137,9 +137,8 @@ def test_cli_dry_run_table_and_json(runs):
 
 @needs_shared
 @pytest.mark.slow
-def test_hotdog_finetuning_keeps_val_accuracy(tmp_path):
-    s = extract(SHARED_DATA / "hotdog_nothotdog", backbone="mobilenet_v2", image_size=160, weights_dir=str(SHARED_WEIGHTS),
-                cache_dir=str(tmp_path / "c"))
+def test_hotdog_finetuning_keeps_val_accuracy(tmp_path, shared_extracts):
+    s = shared_extracts("hotdog_nothotdog", backbone="mobilenet_v2", image_size=160)
     dense = train(s["cache"], "dense", runs_root=str(tmp_path / "r"))
     r = finetune(dense["run_dir"], unfreeze_top=20, epochs=2, weights_dir=str(SHARED_WEIGHTS), runs_root=str(tmp_path / "r"))
     assert r["baseline"]["val"]["accuracy"] >= 0.75

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_folder
+from helpers import make_folder
 
 import pipeline
 from pipeline.audit.fixes import COLUMNS, write_fix_list

@@ -15,6 +15,7 @@ from pipeline.heads.base import Head
 from pipeline.heads.dense import parse_units
 
 FAST = {"dense": {"epochs": 40, "patience": 5, "units": "16", "lr": 1e-2}}
+MECHANICS = {"dense": {**FAST["dense"], "epochs": 3}}  # for tests that compare two views of one fitted head
 
 
 def features(n_per_class: int, seed: int, shape=(24,), classes: int = 2, shift: float = 1.5):
@@ -53,7 +54,7 @@ def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
 def test_saved_heads_predict_with_numpy_alone(name, classes, tmp_path):
     X, y = features(20, 15, shape=(2, 2, 6), classes=classes)
     Xv, yv = features(8, 16, shape=(2, 2, 6), classes=classes)
-    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, yv)
+    head = make_head(name, **MECHANICS.get(name, {})).fit(X, y, Xv, yv)
     head.save(tmp_path)
     proba, count = _arrays.load(name, tmp_path)
     assert count == classes
@@ -63,7 +64,7 @@ def test_saved_heads_predict_with_numpy_alone(name, classes, tmp_path):
 
 def test_a_dense_head_predicts_without_keras_and_older_runs_still_load(tmp_path):
     X, y = features(20, 17, classes=3)
-    head = make_head("dense", **{**FAST["dense"], "units": "16,8"}).fit(X, y)
+    head = make_head("dense", **{**MECHANICS["dense"], "units": "16,8"}).fit(X, y)
     head.save(tmp_path)
     code = ("import sys, numpy as np\nfrom pipeline.heads import _arrays\n"
             f"proba, _ = _arrays.load('dense', {str(tmp_path)!r})\n"
@@ -98,7 +99,7 @@ def test_export_layers_give_the_heads_probabilities(name):
 
     X, y = features(20, 12, shape=(2, 2, 6))
     Xv, _ = features(5, 13, shape=(2, 2, 6))
-    head = make_head(name, **FAST.get(name, {})).fit(X, y, Xv, _)
+    head = make_head(name, **MECHANICS.get(name, {})).fit(X, y, Xv, _)
     if name == "knn":
         with pytest.raises(PipelineError, match="knn head cannot be exported.* --head .*logreg"):
             head.export_layers(X.shape[1:])

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from helpers import copied
 from pipeline import backbones, extract, store
 from pipeline.cli import main
 from pipeline.config import FeatureConfig
@@ -146,11 +147,9 @@ def test_no_code_loads_pickles_or_unsafe_keras():
 
 
 @pytest.fixture
-def trained(tiny_data, fast_args, tmp_path):
-    from pipeline.training import train
-
-    cache = extract(tiny_data, **fast_args)["cache"]
-    return cache, Path(train(cache, "logreg", runs_root=str(tmp_path / "runs"))["run_dir"])
+def trained(tiny_runs, tmp_path):
+    """The session's tiny VGG16 features and a copy of its logreg run (the tests change it)."""
+    return tiny_runs["cache"], copied(tiny_runs["runs"]["logreg"], tmp_path / "run")
 
 
 def test_a_run_refuses_features_from_another_backbone(trained, tiny_data, fast_args):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 
 import pipeline
 from pipeline.cli import main
@@ -55,11 +55,10 @@ def planted_photos(root: Path, seed: int = 0) -> tuple[Path, set[str], set[str]]
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> dict:
-    if not (SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_dir()):
-        pytest.skip(f"real photos and weights expected in {SHARED_DATA.parent}")
+def planted(tmp_path_factory, shared_extracts) -> dict:
     tmp = tmp_path_factory.mktemp("labels")
     root, flipped, foreign = planted_photos(tmp / "hymenoptera")
+    shared_extracts.seed(tmp / "cache", shared_extracts("hymenoptera", **SETTINGS))  # moved photos: reused by content
     summary = pipeline.extract(root, weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp / "cache"), **SETTINGS)
     return {"root": root, "cache": summary["cache"], "flipped": flipped, "foreign": foreign, "tmp": tmp}
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import extract
 from pipeline.cli import main
 from pipeline.converting import INPUT_NAME

@@ -18,7 +18,7 @@ from pipeline import datasets, extract
 from pipeline.cli import main
 from pipeline.images import load_image
 from pipeline.store import FeatureFile
-from conftest import make_image
+from helpers import make_image
 
 READABLE = ["alpha.png", "anim.gif", "gray16.png", "gray.jpg", "cmyk.jpg", "pic.bmp", "pic.webp", "ok.png",
             "link.png", "with space ü é.png"]

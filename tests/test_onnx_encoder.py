@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper, save
 from pipeline import backbones, extract, load
 from pipeline.errors import PipelineError
 from pipeline.images import decode_all
-from conftest import SHARED_WEIGHTS, needs_shared
+from helpers import SHARED_WEIGHTS, needs_shared
 
 KERNEL = np.random.default_rng(1).normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
 

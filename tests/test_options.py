@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import datasets, extract
 from pipeline.cli import main
 from pipeline.cli.train import compare, train

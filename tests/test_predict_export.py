@@ -1,7 +1,6 @@
 """predict (recorded backbone + head on new images) and export (one Keras model) agree."""
 
 import csv
-import importlib
 import json
 import shutil
 
@@ -9,10 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder, make_image
-from pipeline import backbones, export, extract, predict, train
+from helpers import make_folder, make_image
+from pipeline import export, extract, predict, train
 from pipeline.cli import main
-from pipeline.assemble import preprocessing_layers
 from pipeline.errors import PipelineError
 from pipeline.images import load_image
 from pipeline.prediction import Extractor
@@ -22,27 +20,10 @@ from pipeline.store import FeatureFile
 SIZE = 32
 
 
-def random_weights(path):
-    """A fixed VGG16 weights file, so that features can be recomputed (unlike --weights none); random-init
-    VGG16 features are about 0.1, not vanishing like a random MobileNet's, so comparisons can fail."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
-                             pooling="avg").save_weights(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pe")
-    data = make_folder(root / "colors", {"train": 8, "val": 4})
-    weights = random_weights(root / "vgg16.weights.h5")
-    cache = extract(data, backbone="vgg16", image_size=SIZE, weights=str(weights),
-                    cache_dir=str(root / "cache"), batch_size=16)["cache"]
-    runs = {head: train(cache, head, {"units": "8", "epochs": 5} if head == "dense" else None,
-                        run_dir=root / head)["run_dir"] for head in ("logreg", "svm", "dense", "knn")}
-    return {"data": data, "cache": cache, "runs": runs, "weights": weights, "root": root}
+@pytest.fixture
+def setup(tiny_runs):
+    """The session's tiny runs (conftest); the tests here only read them."""
+    return tiny_runs
 
 
 def test_new_features_equal_the_cached_ones(setup):
@@ -96,21 +77,6 @@ def test_savedmodel_serves_the_same_probabilities(setup, tmp_path):
     served = loaded.serve(tf.constant(pixels)).numpy()
     np.testing.assert_allclose(served, [[r["probabilities"][c] for c in ("blue", "red")] for r in predict(run, files)],
                                atol=1e-3)
-
-
-@pytest.mark.parametrize("name, module", [("vgg16", "vgg16"), ("resnet50", "resnet"), ("resnet50v2", "resnet_v2"),
-                                          ("mobilenet_v2", "mobilenet_v2"), ("efficientnetb0", "efficientnet"),
-                                          ("efficientnetv2_b0", "efficientnet_v2"), ("convnext_tiny", "convnext"),
-                                          ("inception_v3", "inception_v3")])
-def test_export_preprocessing_equals_preprocess_input(name, module):
-    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
-    expected = np.asarray(importlib.import_module(f"keras.applications.{module}").preprocess_input(x.copy()))
-    out = x
-    for layer in preprocessing_layers(backbones.get(name), "backbone"):
-        out = np.asarray(layer(out))
-    np.testing.assert_allclose(out, expected, atol=1e-4)
-    rescaled = preprocessing_layers(backbones.get(name), "rescale")[0](x)
-    np.testing.assert_allclose(np.asarray(rescaled), x / 255, atol=1e-6)
 
 
 def test_refusals_are_clear(setup, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import PipelineError
 from pipeline.cli import main
 from pipeline.previewing import preview

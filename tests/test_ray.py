@@ -17,20 +17,10 @@ import pytest
 
 from pipeline import FeatureFile, PipelineError, extract
 from pipeline.engines import check
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray Data not installed (pip install -e '.[ray]')")
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    """A local Ray with 2 CPUs for the whole module; its address lets other processes join it."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def contents(summary: dict) -> tuple[dict, list]:
@@ -143,7 +133,6 @@ def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, 
 
 @needs_ray
 @needs_shared
-@pytest.mark.real
 def test_real_photos_match_local(ray_address, tmp_path):
     """The actors run the driver's runtime: ONNX (auto, for MobileNetV2) from the model cache the job names."""
     args = dict(backbone="mobilenet_v2", image_size=224, weights_dir=str(SHARED_WEIGHTS))

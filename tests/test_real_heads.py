@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, SHARED_WEIGHTS, needs_shared
-from pipeline import compare, export, extract, predict
+from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
+from pipeline import compare, export, predict
 from pipeline.heads import names
 from pipeline.images import load_image
 
@@ -13,15 +13,13 @@ FLOORS = {"urban_rural": (160, 0.95), "hymenoptera": (224, 0.92), "hotdog_nothot
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory):
+def caches(tmp_path_factory, shared_extracts):
     root = tmp_path_factory.mktemp("real_heads")
-    return {name: extract(SHARED_DATA / name, backbone="mobilenet_v2", image_size=size, weights_dir=str(SHARED_WEIGHTS),
-                          cache_dir=str(root / "cache"), batch_size=32)["cache"]
+    return {name: shared_extracts(name, backbone="mobilenet_v2", image_size=size)["cache"]
             for name, (size, _) in FLOORS.items()}, root
 
 
 @needs_shared
-@pytest.mark.real
 @pytest.mark.parametrize("name", list(FLOORS))
 def test_best_head_holds_the_val_floor(caches, name):
     paths, root = caches
@@ -33,7 +31,6 @@ def test_best_head_holds_the_val_floor(caches, name):
 
 
 @needs_shared
-@pytest.mark.real
 def test_predict_and_export_agree_on_real_photos(caches, tmp_path):
     import keras
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline.audit import moving
 from pipeline.audit.fixes import COLUMNS
 from pipeline.cli import main

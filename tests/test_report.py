@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_DATA, SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from helpers import FAST_ARGS, make_folder, make_image, needs_shared
 from PIL import Image
 
 import pipeline
@@ -53,14 +53,19 @@ def decode(uri: str) -> Image.Image:
     return image
 
 
-@pytest.fixture
-def runs(tmp_path, fast_args) -> list[str]:
-    """logreg and dense runs on a tiny cache whose val holds two red pictures filed as blue."""
-    root = make_folder(tmp_path / "d", {"train": 6, "val": 3})
+def build_runs(tmp: Path) -> list[str]:
+    """logreg and dense runs on a tiny cache (photos in ``tmp/d``) whose val holds two red pictures filed as blue."""
+    root = make_folder(tmp / "d", {"train": 6, "val": 3})
     for i in range(2):
         make_image(root / "val" / "blue" / f"really_red{i}.png", (200, 50, 40), 100 + i)
-    rows = compare(pipeline.extract(root, **fast_args)["cache"], ["logreg", "dense"], runs_root=str(tmp_path / "runs"))
-    return [r["run_dir"] for r in rows]
+    cache = pipeline.extract(root, **FAST_ARGS, cache_dir=str(tmp / "cache"))["cache"]
+    return [r["run_dir"] for r in compare(cache, ["logreg", "dense"], runs_root=str(tmp / "runs"))]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[str]:
+    """:func:`build_runs` once for the tests that only read the runs."""
+    return build_runs(tmp_path_factory.mktemp("report"))
 
 
 def test_report_embeds_every_picture_and_shows_the_mistakes(runs, tmp_path):
@@ -77,7 +82,8 @@ def test_report_embeds_every_picture_and_shows_the_mistakes(runs, tmp_path):
     assert "logreg" in text and "dense" in text and "Audit of" in text
 
 
-def test_report_works_after_the_photos_are_gone(runs, tmp_path):
+def test_report_works_after_the_photos_are_gone(tmp_path):
+    runs = build_runs(tmp_path)
     shutil.rmtree(tmp_path / "d")
     page = Path(pipeline.write_report(runs, tmp_path / "report.html")["report"])
     assert all(decode(uri).size == (128, 128) for uri in sources(page).images if uri.startswith("data:image/jpeg"))
@@ -126,9 +132,8 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
 
 
 @needs_shared
-def test_report_of_a_real_run_is_one_file_with_the_audit(tmp_path):
-    cache = pipeline.extract(SHARED_DATA / "urban_rural", backbone="mobilenet_025", image_size=96,
-                             weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp_path / "cache"))["cache"]
+def test_report_of_a_real_run_is_one_file_with_the_audit(tmp_path, shared_extracts):
+    cache = shared_extracts("urban_rural", backbone="mobilenet_025", image_size=96)["cache"]
     rows = compare(cache, ["logreg"], runs_root=str(tmp_path / "runs"))
     page = Path(pipeline.write_report([rows[0]["run_dir"]], tmp_path / "report.html")["report"])
     found = sources(page)

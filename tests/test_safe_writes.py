@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import atomic, extract, train
 from pipeline.audit.fixes import write_fix_list
 from pipeline.cli import main

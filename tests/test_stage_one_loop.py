@@ -9,7 +9,7 @@ from pipeline.augment import augment_view
 from pipeline.engines import Job, loop
 from pipeline.images import load_image
 from pipeline.store import Parts
-from conftest import make_image
+from helpers import make_image
 
 
 class MeanColour:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import datasets, extract, statindex
 from pipeline.cli import main
 from pipeline.datasets import FileStat

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_folder
+from helpers import make_folder
 from pipeline import compare, evaluate_run, extract, train
 from pipeline.cli import main
 from pipeline.errors import PipelineError
