@@ -9,10 +9,10 @@ import importlib
 import os
 from typing import Any
 
-from . import quiet
+from . import _tf_quiet
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off stderr
-quiet.install()  # and the lines it prints before that setting applies
+_tf_quiet.install()  # and the lines it prints before that setting applies
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,7 @@ _EXPORTS = {
     "extract": ("pipeline.extraction", "extract"),
     "load": ("pipeline.store", "load"),
     "FeatureFile": ("pipeline.store", "FeatureFile"),
-    "describe": ("pipeline.info", "describe"),
+    "describe": ("pipeline.cache_info", "describe"),
     "PipelineError": ("pipeline.errors", "PipelineError"),
     "audit_cache": ("pipeline.audit", "audit_cache"),
     "apply_fixes": ("pipeline.audit.fixes", "apply_fixes"),
@@ -29,7 +29,7 @@ _EXPORTS = {
     "evaluate_run": ("pipeline.training", "evaluate_run"),
     "make_head": ("pipeline.heads", "make_head"),
     "predict": ("pipeline.prediction", "predict"),
-    "export": ("pipeline.exporting", "export"),
+    "export": ("pipeline.deploy.exporting", "export"),
     "write_report": ("pipeline.report", "write_report"),
     "preview": ("pipeline.previewing", "preview"),
     "finetune": ("pipeline.finetuning", "finetune"),

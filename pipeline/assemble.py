@@ -26,7 +26,7 @@ def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
     """Keras layers equal to the backbone's ``preprocess_input`` (or ``x / 255`` for ``rescale``)."""
     import keras
 
-    from .layers import fixed_dense
+    from ._fixed_dense import fixed_dense
 
     if preprocess == "rescale":
         return [keras.layers.Rescaling(1 / 255, name="rescale")]

@@ -48,7 +48,7 @@ def run_demo(workdir: str | os.PathLike = "sample", weights_dir: str | None = No
     'sample/report.html'
     """
     from .extraction import extract
-    from .info import describe
+    from .cache_info import describe
     from .report import write_report
     from .training import compare
 

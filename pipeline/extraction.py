@@ -108,7 +108,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         failed = dict(cache.known_errors)  # sha256 -> reason
         computed, ran_on = 0, None
         if missing:
-            job = engines.Job(spec, size, pooling, preprocess, precision, resolved, min(batch_size, len(missing)),
+            job = engines.FrozenBase(spec, size, pooling, preprocess, precision, resolved, min(batch_size, len(missing)),
                               str(augment_policy if augment else "none"), seed, runtime,
                               model_cache=str(Path(cache_dir) / "models"))
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}

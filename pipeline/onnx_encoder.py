@@ -136,7 +136,7 @@ def check_output(spec: Backbone, pooling: str, output: np.ndarray, n: int) -> No
 def reference(spec: Backbone, pooling: str, pixels: np.ndarray) -> tuple[np.ndarray, int]:
     """Features of ``pixels`` from the user's file run as it is (preprocessing and pooling in numpy), checked;
     and the rank of the encoder's output."""
-    from .converting import onnx_session
+    from .deploy.converting import onnx_session
 
     session = onnx_session(spec.kwargs["path"])
     _check_input(spec, session.get_inputs()[0].shape)

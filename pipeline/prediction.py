@@ -62,14 +62,14 @@ class Extractor:
                  runtime: str = "auto", model_cache: str | os.PathLike = "cache/models"):
         from . import backbones, runtimes
         from .assemble import recorded_backbone
-        from .engines import Job
+        from .engines import FrozenBase
 
         precision = features.get("precision") or "float32"
         runtimes.check(runtime, precision)
         recorded = backbones.Weights(features["weights"], None, features["weights_sha256"])
         self.size = int(features["input_size"])
         self.store_dtype = features.get("store_dtype") or "float32"
-        self.job = Job(backbones.get(features["backbone"]), self.size, features["pooling"], features["preprocess"],
+        self.job = FrozenBase(backbones.get(features["backbone"]), self.size, features["pooling"], features["preprocess"],
                        precision, recorded, batch_size, runtime=runtime, model_cache=str(model_cache))
         if features["weights"] == "none" or not runtimes.runs_from_cache(self.job):  # a conversion needs the file
             spec, weights = recorded_backbone(features, weights_dir)

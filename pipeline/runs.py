@@ -33,7 +33,7 @@ from .atomic import umask, write_text, writing
 from .config import POOLINGS, PRECISIONS, PREPROCESSINGS, RUN_KEYS, STORE_DTYPES, differences, fingerprint
 from .datasets import path_problem
 from .errors import PipelineError
-from .heads import _arrays, head_class
+from .heads import _numpy_predict, head_class
 
 NAME_BYTES = 200  # a run directory's name stays well under the file system's 255 bytes
 
@@ -156,9 +156,9 @@ class Run:
 
     def predict_proba(self) -> Callable[[np.ndarray], np.ndarray]:
         """The fitted head's ``predict_proba``, checked against the recorded classes. Linear heads compute it
-        from their saved arrays with numpy (:mod:`pipeline.heads._arrays`): predicting imports no scikit-learn."""
+        from their saved arrays with numpy (:mod:`pipeline.heads._numpy_predict`): predicting imports no scikit-learn."""
         self._check_width()
-        loaded = self._loading(lambda: _arrays.load(self.config["head"], self.dir))
+        loaded = self._loading(lambda: _numpy_predict.load(self.config["head"], self.dir))
         if loaded is None:
             return self.head().predict_proba
         self._check_classes(loaded[1])
@@ -179,7 +179,7 @@ class Run:
         by default those its arrays take."""
         expected = int(np.prod(self.config["feature_shape"]))
         if widths is None:
-            widths = self._loading(lambda: _arrays.input_widths(self.dir))
+            widths = self._loading(lambda: _numpy_predict.input_widths(self.dir))
         widths = widths - {expected}
         if widths:
             raise PipelineError(f"{self.dir}: the fitted head takes {min(widths)} features per image, config.json "

@@ -27,9 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import export, extract, predict, train  # noqa: E402
-from pipeline.converting import max_abs_diff, top1_agreement  # noqa: E402
-from pipeline.export_formats import FORMATS  # noqa: E402
-from pipeline.export_images import split_files  # noqa: E402
+from pipeline.parity import max_abs_diff, top1_agreement  # noqa: E402
+from pipeline.deploy.formats import FORMATS  # noqa: E402
+from pipeline.deploy.check_photos import split_files  # noqa: E402
 from pipeline.images import decode_all  # noqa: E402
 from pipeline.runs import open_run  # noqa: E402
 

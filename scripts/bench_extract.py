@@ -110,12 +110,12 @@ def bench_decode(files: list[str], size: int, repeat: int) -> dict:
 
 def engine_for(args, precision: str, runtime: str = "tensorflow", model_cache: str = "cache/models"):
     from pipeline import backbones
-    from pipeline.engines import Job
+    from pipeline.engines import FrozenBase
     from pipeline.engines.local import LocalEngine
 
     spec = backbones.get(args.backbone)
     weights = backbones.resolve_weights(spec, args.image_size, args.weights, args.weights_dir)
-    return LocalEngine(Job(spec, args.image_size, args.pooling, "backbone", precision, weights, args.batch_size,
+    return LocalEngine(FrozenBase(spec, args.image_size, args.pooling, "backbone", precision, weights, args.batch_size,
                            runtime=runtime, model_cache=model_cache))
 
 

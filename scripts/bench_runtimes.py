@@ -6,7 +6,7 @@ behind ``--runtime auto``'s table (``pipeline/runtimes/auto.py``), and what star
 
 For each case (backbone:size:pooling:weights) both runtimes run the job as ``extract`` would: TensorFlow
 its traced graph (uint8 batch -> cast -> preprocessing -> base, padded to one compiled shape), ONNX Runtime
-the model converted into a temporary model cache (``pipeline.runtimes.modelcache``: conversion time and
+the model converted into a temporary model cache (``pipeline.runtimes.onnx_cache``: conversion time and
 parity are reported). Batches of 32 alternate between the runtimes (TF, ORT, TF, ORT, ...) after a warm-up;
 medians of ``--rounds`` are reported as images per second and CPU milliseconds per image (process CPU time,
 all threads: on a shared machine the steadier number), and ``ort_speedup`` is the median of the per-round
@@ -34,9 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import backbones, runtimes  # noqa: E402
-from pipeline.engines.base import Job  # noqa: E402
+from pipeline.engines.base import FrozenBase  # noqa: E402
 from pipeline.images import decode_all  # noqa: E402
-from pipeline.runtimes import modelcache  # noqa: E402
+from pipeline.runtimes import onnx_cache  # noqa: E402
 
 BATCH = 32
 DEFAULT_CASES = ("mobilenet_v2:160:avg:imagenet,mobilenet_v2:224:avg:imagenet,mobilenet:224:avg:none,"
@@ -65,14 +65,14 @@ def bench_case(case: str, args, workdir: Path) -> dict:
     size = int(size)
     spec = backbones.get(name)
     weights = backbones.resolve_weights(spec, size, weights_spec, args.weights_dir)
-    job = Job(spec, size, pooling, "backbone", "float32", weights, BATCH, model_cache=str(workdir))
+    job = FrozenBase(spec, size, pooling, "backbone", "float32", weights, BATCH, model_cache=str(workdir))
     start = time.perf_counter()
     try:
-        path, _ = modelcache.ensure(job, photos(args.photos, size))
-    except modelcache.ConversionRefused as exc:
+        path, _ = onnx_cache.ensure(job, photos(args.photos, size))
+    except onnx_cache.ConversionRefused as exc:
         return {"case": case, "refused": str(exc)}
     convert_s = time.perf_counter() - start
-    record = json.loads(modelcache.sidecar(path).read_text())
+    record = json.loads(onnx_cache.sidecar(path).read_text())
     engines = {"tensorflow": runtimes.create(job), "onnx": runtimes.create(replace(job, runtime="onnx"))}
     batch = np.random.default_rng(1).integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)
     for runtime in engines.values():
@@ -94,7 +94,7 @@ def bench_case(case: str, args, workdir: Path) -> dict:
 STARTUP = {
     "import tensorflow": "import tensorflow",
     "import onnxruntime + open session": (
-        "import sys; sys.path.insert(0, {root!r}); from pipeline import converting; "
+        "import sys; sys.path.insert(0, {root!r}); from pipeline.deploy import converting; "
         "converting.onnx_session({path!r})"),
 }
 

@@ -25,7 +25,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import converting  # noqa: E402
+from pipeline import parity  # noqa: E402
+from pipeline.deploy import converting  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,7 +95,7 @@ def main() -> None:
             rows[quantize] = {"MB": round(path.stat().st_size / 2**20, 2), "convert_s": round(seconds, 1),
                               "top1_agreement": round(converting.top1_agreement(expected, got), 4),
                               "accuracy": round(float(np.mean(got.argmax(1) == val_y)), 4),
-                              "max_prob_diff": round(converting.max_abs_diff(expected, got), 5)}
+                              "max_prob_diff": round(parity.max_abs_diff(expected, got), 5)}
         latency = {k: [] for k in runners}
         for i in range(args.rounds):
             for key, run in runners.items():

@@ -50,12 +50,12 @@ def actor_startup(args, cache_dir: str, repeat: int = 3) -> dict:
     import ray
 
     from pipeline import backbones, runtimes
-    from pipeline.engines import Job
+    from pipeline.engines import FrozenBase
     from pipeline.engines.ray import _Infer
 
     spec = backbones.get(args.backbone)
     weights = backbones.resolve_weights(spec, args.image_size, args.weights, args.weights_dir)
-    job = Job(spec, args.image_size, "avg", "backbone", "float32", weights, args.batch_size,
+    job = FrozenBase(spec, args.image_size, "avg", "backbone", "float32", weights, args.batch_size,
               model_cache=os.path.join(cache_dir, "models"))
     jobs = {name: runtimes.resolve(replace(job, runtime=name))[0] for name in ("tensorflow", "onnx")}
     ray.init(address=args.ray_address, include_dashboard=False) if args.ray_address else ray.init(num_cpus=2)

@@ -8,13 +8,14 @@ import pytest
 
 from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
 from pipeline import backbones, converting
-from pipeline.tolerances import INT8_MIN_TOP1, TOLERANCES
+from pipeline.deploy.tolerances import INT8_MIN_TOP1, TOLERANCES
+from pipeline.parity import relative_diff, top1_agreement
 from pipeline.errors import PipelineError
 from pipeline.assemble import assemble
 from pipeline.images import load_image
 
 SIZE = 96
-FLOAT32_TOL = TOLERANCES["onnx"]  # max |a - b| / max(1, max |a|); measured here 4e-6
+FLOAT32_TOL = TOLERANCES["onnx"]  # max |a - b| / max |a|; measured here 4e-6
 FLOAT16_TOL = TOLERANCES["tflite-float16"]  # measured here 0.025
 
 
@@ -79,8 +80,8 @@ def test_onnx_vgg16_caffe_maps_dense_head(vgg_onnx):
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("image", ["batch", 32, 32, 3])]
     expected = model.predict(x, verbose=0)
     assert expected.std(0).max() > 1e-3  # the random head does not give every picture the same probabilities
-    assert converting.check_close(expected, converting.run_onnx(session, x), FLOAT32_TOL) <= FLOAT32_TOL
-    assert converting.relative_diff(expected[:1], converting.run_onnx(session, x[:1])) <= FLOAT32_TOL
+    assert relative_diff(expected, converting.run_onnx(session, x)) <= FLOAT32_TOL
+    assert relative_diff(expected[:1], converting.run_onnx(session, x[:1])) <= FLOAT32_TOL
     assert [p.name for p in path.parent.iterdir()] == ["vgg.onnx"]  # the temporary file was renamed away
 
 
@@ -108,12 +109,12 @@ def test_only_image_models_convert(tmp_path):
 
 def test_parity_helpers():
     a = np.array([[0.9, 0.1], [0.2, 0.8]])
-    assert converting.top1_agreement(a, a[:, ::-1]) == 0.0
-    assert converting.relative_diff(100 * a, 100 * a + 1) == pytest.approx(1 / 90)  # relative above scale 1
-    with pytest.raises(PipelineError, match="above 0.001"):
-        converting.check_close(a, a + 0.01, 1e-3)
-    with pytest.raises(PipelineError):
-        converting.check_close(a, a * np.nan, 1e-3)
+    assert top1_agreement(a, a[:, ::-1]) == 0.0
+    assert relative_diff(100 * a, 100 * a + 1) == pytest.approx(1 / 90)  
+    assert relative_diff(a, a + 0.01) == pytest.approx(0.01 / 0.9)  # relative below scale 1 too
+    assert not relative_diff(a, a * np.nan) <= 1e-3  # NaN is never within a tolerance
+    with pytest.raises(PipelineError, match="differ in shape"):
+        relative_diff(a, a[:1])
 
 
 @needs_shared
@@ -122,7 +123,7 @@ def test_onnx_equals_keras_on_photos(tiny, tmp_path):
     expected = model.predict(val, verbose=0)
     assert (expected.argmax(1) == val_y).mean() >= 0.6  # the head learned something (chance: 0.5)
     session = converting.onnx_session(converting.to_onnx(model, tmp_path / "m.onnx"), input_shape=(SIZE, SIZE, 3))
-    assert converting.relative_diff(expected, converting.run_onnx(session, val)) <= FLOAT32_TOL
+    assert relative_diff(expected, converting.run_onnx(session, val)) <= FLOAT32_TOL
 
 
 @needs_shared
@@ -133,7 +134,7 @@ def test_onnx_unpooled_maps_equal_keras(tmp_path):
     session = converting.onnx_session(converting.to_onnx(model, tmp_path / "maps.onnx"))
     got = converting.run_onnx(session, x)
     assert got.shape == expected.shape == (8, 3, 3, 256)
-    assert converting.relative_diff(expected, got) <= FLOAT32_TOL
+    assert relative_diff(expected, got) <= FLOAT32_TOL
 
 
 @needs_shared
@@ -145,8 +146,8 @@ def test_tflite_float_and_float16_equal_keras(tiny, tmp_path):
         path = converting.to_tflite(model, tmp_path / f"{quantize}.tflite", quantize)
         sizes[quantize] = path.stat().st_size
         run = converting.tflite_runner(path)
-        assert converting.relative_diff(expected, run(val)) <= tolerance
-        assert converting.relative_diff(expected[:1], run(val[:1])) <= tolerance  # the input tensor resizes back
+        assert relative_diff(expected, run(val)) <= tolerance
+        assert relative_diff(expected[:1], run(val[:1])) <= tolerance  # the input tensor resizes back
     assert sizes["float16"] < 0.6 * sizes["none"]
 
 
@@ -161,7 +162,7 @@ def test_tflite_int8_takes_pixels_and_agrees_on_photos(tiny, tmp_path):
     assert details["quantization"][0] == pytest.approx(1.0, abs=0.01)
     got = converting.tflite_runner(path)(val)
     assert got.dtype == np.float32
-    assert converting.top1_agreement(model.predict(val, verbose=0), got) >= INT8_MIN_TOP1  # 78/80
+    assert top1_agreement(model.predict(val, verbose=0), got) >= INT8_MIN_TOP1  # 78/80
 
 
 def test_bad_tflite_files_are_refused(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.export_formats import FORMATS
+from pipeline.deploy.formats import FORMATS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -25,9 +25,9 @@ from pipeline.atomic import replacing_folder
 from pipeline.cli import main
 from pipeline.cli.train import export_table
 from pipeline.errors import PipelineError
-from pipeline.export_formats import FORMATS, MARKER
-from pipeline.export_images import stratified
-from pipeline.exporting import judge, tolerance
+from pipeline.deploy.formats import FORMATS, MARKER
+from pipeline.deploy.check_photos import stratified
+from pipeline.deploy.exporting import judge, tolerance
 from pipeline.images import decode_all, load_image
 from pipeline.runs import open_run
 

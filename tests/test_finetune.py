@@ -83,7 +83,7 @@ def test_bad_requests_say_what_to_do(runs):
 def test_finetune_writes_a_run_that_predict_and_export_rebuild(runs):
     import keras
 
-    from pipeline.exporting import export
+    from pipeline.deploy.exporting import export
     from pipeline.prediction import predict
 
     out = runs["tmp"] / "ft"

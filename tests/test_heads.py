@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 import pipeline.heads
 from pipeline.errors import PipelineError
-from pipeline.heads import _arrays, head_class, make_head, names
+from pipeline.heads import _numpy_predict, head_class, make_head, names
 from pipeline.heads.base import Head
 from pipeline.heads.dense import parse_units
 
@@ -49,25 +49,25 @@ def test_head_learns_and_reloads_from_its_saved_state(name, tmp_path):
     np.testing.assert_allclose(older.predict_proba(Xv), proba, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(_arrays.PREDICTORS))
+@pytest.mark.parametrize("name", sorted(_numpy_predict.PREDICTORS))
 @pytest.mark.parametrize("classes", [2, 3])
 def test_saved_heads_predict_with_numpy_alone(name, classes, tmp_path):
     X, y = features(20, 15, shape=(2, 2, 6), classes=classes)
     Xv, yv = features(8, 16, shape=(2, 2, 6), classes=classes)
     head = make_head(name, **MECHANICS.get(name, {})).fit(X, y, Xv, yv)
     head.save(tmp_path)
-    proba, count = _arrays.load(name, tmp_path)
+    proba, count = _numpy_predict.load(name, tmp_path)
     assert count == classes
     np.testing.assert_allclose(proba(Xv), head.predict_proba(Xv), atol=1e-6)
-    assert _arrays.load("knn", tmp_path) is None  # heads without a numpy predictor load as themselves
+    assert _numpy_predict.load("knn", tmp_path) is None  # heads without a numpy predictor load as themselves
 
 
 def test_a_dense_head_predicts_without_keras_and_older_runs_still_load(tmp_path):
     X, y = features(20, 17, classes=3)
     head = make_head("dense", **{**MECHANICS["dense"], "units": "16,8"}).fit(X, y)
     head.save(tmp_path)
-    code = ("import sys, numpy as np\nfrom pipeline.heads import _arrays\n"
-            f"proba, _ = _arrays.load('dense', {str(tmp_path)!r})\n"
+    code = ("import sys, numpy as np\nfrom pipeline.heads import _numpy_predict\n"
+            f"proba, _ = _numpy_predict.load('dense', {str(tmp_path)!r})\n"
             f"np.save({str(tmp_path / 'p.npy')!r}, proba(np.load({str(tmp_path / 'X.npy')!r})))\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'tensorflow', 'keras'}))")
     np.save(tmp_path / "X.npy", X)
@@ -79,9 +79,9 @@ def test_a_dense_head_predicts_without_keras_and_older_runs_still_load(tmp_path)
         arrays = dict(f)
     np.savez(tmp_path / "head.npz", **{**arrays, "kernel_1": arrays["kernel_1"][:3]})
     with pytest.raises(ValueError, match="do not chain"):
-        _arrays.load("dense", tmp_path)
+        _numpy_predict.load("dense", tmp_path)
     (tmp_path / "head.npz").unlink()  # a dense run saved before its arrays were
-    assert _arrays.load("dense", tmp_path) is None
+    assert _numpy_predict.load("dense", tmp_path) is None
 
 
 @pytest.mark.parametrize("name", names())

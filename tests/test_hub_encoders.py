@@ -10,7 +10,7 @@ pytest.importorskip("keras_hub")
 
 from pipeline import backbones, export, extract, load, predict, train  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.runtimes.modelcache import TOLERANCE, parity  # noqa: E402
+from pipeline.parity import FEATURES, relative_diff  # noqa: E402
 
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64)
 SIZE = {"dinov2_small": 28, "siglip2_base_patch16_224": 32, "clip_vit_base_patch16": 32}
@@ -40,7 +40,7 @@ def test_extract_on_both_runtimes_train_predict_export(tiny_encoder, tiny_data, 
     tf_cache = extract(tiny_data, runtime="tensorflow", **{**common, "cache_dir": str(tmp_path / "tf")})
     X_onnx, X_tf = load(onnx["cache"], "train")[0], load(tf_cache["cache"], "train")[0]
     assert X_tf.shape == (12, WIDTH[entry]) and np.isfinite(X_tf).all()
-    assert parity(X_tf, X_onnx) <= TOLERANCE
+    assert relative_diff(X_tf, X_onnx) <= FEATURES
 
     run = train(onnx["cache"], head="logreg", runs_root=str(tmp_path / "runs"))["run_dir"]
     labels = [r["label"] for r in predict(run, [tiny_data / "test"])]

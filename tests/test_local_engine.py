@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 
 from pipeline import backbones, images
-from pipeline.engines import Job
+from pipeline.engines import FrozenBase
 from pipeline.runtimes.tensorflow import TensorFlowRuntime
 
 
@@ -14,7 +14,7 @@ def tiny_engine(batch_size: int = 8) -> TensorFlowRuntime:
     """VGG16 at 32 px, random weights: fast, and unlike random MobileNets its features do not vanish (~1e-17)."""
     spec = backbones.get("vgg16")
     weights = backbones.resolve_weights(spec, 32, "none")
-    return TensorFlowRuntime(Job(spec, 32, "avg", "backbone", "float32", weights, batch_size))
+    return TensorFlowRuntime(FrozenBase(spec, 32, "avg", "backbone", "float32", weights, batch_size))
 
 
 def test_short_batch_is_padded_and_matches_a_full_batch():

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from helpers import make_folder
 from pipeline import extract
 from pipeline.cli import main
-from pipeline.converting import INPUT_NAME
+from pipeline.deploy.converting import INPUT_NAME
 from pipeline.errors import PipelineError
 from pipeline.hashing import file_sha256
-from pipeline.runtimes import modelcache
+from pipeline.runtimes import onnx_cache
 from pipeline.runtimes.provenance import foreign_writer
 
 ARGS = dict(backbone="vgg16", image_size=32, weights="none", batch_size=8)
@@ -183,13 +183,13 @@ def test_a_held_conversion_lock_says_whom_it_waits_for_at_once_and_gives_up_in_t
     lock.write_text("pid 4242 on elsewhere since 2026-01-01 00:00:00")
     fd = os.open(lock, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    monkeypatch.setattr(modelcache, "LOCK_WAIT", 2.0)
+    monkeypatch.setattr(onnx_cache, "LOCK_WAIT", 2.0)
     start, errors = time.time(), []
     caplog.set_level(logging.WARNING, logger="pipeline")
 
     def wait():
         try:
-            with modelcache._locked(model):
+            with onnx_cache._locked(model):
                 pass
         except PipelineError as exc:
             errors.append((str(exc), time.time() - start))

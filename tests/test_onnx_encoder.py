@@ -140,8 +140,8 @@ def test_mobilenet_v2_brought_back_as_onnx_matches_the_registry_one(tiny_data, t
     """The project's own MobileNetV2 (base + average pooling, no preprocessing) written as a plain ONNX encoder
     gives the registry backbone's features and predictions."""
     from pipeline import predict, train
-    from pipeline.converting import to_onnx
-    from pipeline.runtimes.modelcache import TOLERANCE, parity
+    from pipeline.deploy.converting import to_onnx
+    from pipeline.parity import FEATURES, relative_diff
 
     spec = backbones.get("mobilenet_v2")
     weights = backbones.resolve_weights(spec, 96, "imagenet", str(SHARED_WEIGHTS))
@@ -152,7 +152,7 @@ def test_mobilenet_v2_brought_back_as_onnx_matches_the_registry_one(tiny_data, t
     ours = extract(tiny_data, backbone="mobilenet_v2", runtime="tensorflow", **common)
     theirs = extract(tiny_data, backbone=str(path), **common)
     for split in ("train", "val", "test"):
-        assert parity(load(ours["cache"], split)[0], load(theirs["cache"], split)[0]) <= TOLERANCE
+        assert relative_diff(load(ours["cache"], split)[0], load(theirs["cache"], split)[0]) <= FEATURES
     runs = [train(s["cache"], head="logreg", runs_root=str(tmp_path / "runs"))["run_dir"] for s in (ours, theirs)]
     labels = [[r["label"] for r in predict(run, [tiny_data / "val", tiny_data / "test"], str(SHARED_WEIGHTS))]
               for run in runs]

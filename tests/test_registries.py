@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from helpers import COLORS, FAST_ARGS, make_image
+from pipeline.parity import relative_diff
 from pipeline import FeatureFile, backbones, extract
 from pipeline.assemble import preprocessing_layers
 from pipeline.engines import ENGINES
-from pipeline.export_formats import FORMATS
-from pipeline.exporting import judge
-from pipeline.runtimes import RUNTIMES, modelcache
+from pipeline.deploy.formats import FORMATS
+from pipeline.deploy.exporting import judge
+from pipeline.runtimes import RUNTIMES, onnx_cache
 
 # The feature width of each backbone (its last layer's channels): a new registry entry declares its own here.
 WIDTHS = {"vgg16": 512, "vgg19": 512, "resnet50": 2048, "resnet50v2": 2048, "mobilenet": 1024,
@@ -143,5 +144,5 @@ def test_every_engine_on_every_runtime_computes_the_reference_features(engine, r
     got, want = rows(s), rows(reference)
     assert got.keys() == want.keys() and all(got[k][0] == want[k][0] for k in want)
     keys = sorted(want)
-    difference = modelcache.parity(np.stack([want[k][1] for k in keys]), np.stack([got[k][1] for k in keys]))
-    assert difference <= (0 if (engine, runtime) == ("local", "tensorflow") else modelcache.TOLERANCE)
+    difference = relative_diff(np.stack([want[k][1] for k in keys]), np.stack([got[k][1] for k in keys]))
+    assert difference <= (0 if (engine, runtime) == ("local", "tensorflow") else onnx_cache.TOLERANCE)

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from pipeline.parity import relative_diff
 from pipeline import FeatureFile, PipelineError, backbones, extract, train
 from pipeline.cli import main
-from pipeline.runtimes import RUNTIMES, auto, modelcache
-from pipeline.config import RUNTIMES as RUNTIME_NAMES
+from pipeline.runtimes import RUNTIMES, auto, onnx_cache
 
 REAL = dict(backbone="mobilenet_025", image_size=96, weights_dir=str(SHARED_WEIGHTS), batch_size=8)
 
@@ -37,13 +37,13 @@ def within_tolerance(a: dict, b: dict) -> float:
     """The largest difference between two files' features, relative to their scale (same rows asserted)."""
     assert a.keys() == b.keys()
     keys = sorted(a)
-    return modelcache.parity(np.stack([a[k] for k in keys]), np.stack([b[k] for k in keys]))
+    return relative_diff(np.stack([a[k] for k in keys]), np.stack([b[k] for k in keys]))
 
 
 def spy_conversions(monkeypatch) -> list:
     """Record every conversion the model cache makes (and let it happen)."""
-    calls, real = [], modelcache._convert
-    monkeypatch.setattr(modelcache, "_convert", lambda *a: calls.append(a[1]) or real(*a))
+    calls, real = [], onnx_cache._convert
+    monkeypatch.setattr(onnx_cache, "_convert", lambda *a: calls.append(a[1]) or real(*a))
     return calls
 
 
@@ -72,11 +72,11 @@ def test_onnx_features_match_tensorflow_within_the_tolerance(converted):
     onnx, tf = converted["onnx"], converted["tf"]
     assert (onnx["runtime"], tf["runtime"]) == ("onnx", "tensorflow")
     assert (runtimes_of(onnx), runtimes_of(tf)) == ("onnx", "tensorflow")
-    assert within_tolerance(features(tf), features(onnx)) <= modelcache.TOLERANCE
+    assert within_tolerance(features(tf), features(onnx)) <= onnx_cache.TOLERANCE
     (model,) = converted["models"].glob("*.onnx")
     record = json.loads(model.with_suffix(".json").read_text())
     assert record["key"]["backbone"] == "mobilenet_025" and record["key"]["input_size"] == 96
-    assert record["parity"] <= record["tolerance"] == modelcache.TOLERANCE and record["parity_pixels"] == "photos"
+    assert record["parity"] <= record["tolerance"] == onnx_cache.TOLERANCE and record["parity_pixels"] == "photos"
     assert onnx["timings"]["convert"] > 0 and tf["timings"]["convert"] < 0.1
 
 
@@ -102,18 +102,18 @@ def test_a_damaged_cached_model_is_rebuilt(converted, photos, tmp_path, monkeypa
     s = extract(photos, cache_dir=str(cache), runtime="onnx", **REAL)
     assert calls == [model] and s["runtime"] == "onnx"
     assert any("rebuilt the converted model" in n for n in s["notes"])
-    assert not modelcache._problem(model, json.loads(model.with_suffix(".json").read_text())["key"])
+    assert not onnx_cache._problem(model, json.loads(model.with_suffix(".json").read_text())["key"])
 
 
 @pytest.mark.parametrize("failure", ["conversion", "disagreement"])
 def test_a_refused_conversion_falls_back_to_tensorflow_with_a_note(tiny_data, fast_args, monkeypatch, failure):
-    from pipeline import converting
+    from pipeline.deploy import converting
 
     if failure == "conversion":
         monkeypatch.setattr(converting, "to_onnx", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no Foo op")))
         expected = "converting mobilenet_025 to ONNX failed (RuntimeError: no Foo op)"
     else:
-        monkeypatch.setattr(modelcache, "parity", lambda a, b: 0.5)
+        monkeypatch.setattr(onnx_cache, "relative_diff", lambda a, b: 0.5)
         expected = "differs from TensorFlow by 0.5 of the features' scale, above the tolerance 0.0001"
     fast_args = {**fast_args, "backbone": "mobilenet_025"}  # converts in seconds
     s = extract(tiny_data, **fast_args, runtime="onnx")
@@ -139,7 +139,6 @@ def test_auto_follows_the_measured_table(monkeypatch):
     assert auto.choose("a_backbone_nobody_measured", "float32") == "tensorflow"
     monkeypatch.setattr(auto, "gpu_visible", lambda: True)
     assert auto.choose("mobilenet_v2", "float32") == "tensorflow"
-    assert set(RUNTIMES) == set(RUNTIME_NAMES)
 
 
 def test_a_gpu_is_seen_only_with_devices_a_cuda_build_and_not_hidden(monkeypatch):
@@ -177,7 +176,7 @@ def test_rows_of_both_runtimes_share_one_file(converted, photos, tmp_path):
     mixed = extract(data, cache_dir=str(cache), runtime="auto", **REAL)
     assert (first["computed"], mixed["computed"], mixed["reused"]) == (15, 3, 15)
     assert mixed["runtime"] == "onnx" and runtimes_of(mixed) == "onnx,tensorflow"
-    assert within_tolerance(features(converted["tf"]), features(mixed)) <= modelcache.TOLERANCE
+    assert within_tolerance(features(converted["tf"]), features(mixed)) <= onnx_cache.TOLERANCE
     with h5py.File(mixed["cache"], "a") as f:  # a file from before the attribute opens, and counts as TensorFlow
         del f.attrs["runtimes"]
     (data / "train" / "red" / "red0.png").unlink()

@@ -16,7 +16,7 @@ from pipeline import atomic, extract, train
 from pipeline.audit.fixes import write_fix_list
 from pipeline.cli import main
 from pipeline.errors import PipelineError
-from pipeline.export_formats import MARKER, get
+from pipeline.deploy.formats import MARKER, get
 from pipeline.prediction import write_csv
 
 SECRET = "a file the victim can write: do not touch"

@@ -6,7 +6,7 @@ import numpy as np
 
 from pipeline import backbones
 from pipeline.augment import augment_view
-from pipeline.engines import Job, loop
+from pipeline.engines import FrozenBase, loop
 from pipeline.images import load_image
 from pipeline.store import Parts
 from helpers import make_image
@@ -21,7 +21,7 @@ class MeanColour:
 
 def test_views_failures_parts_and_timings(tmp_path):
     spec = backbones.get("vgg16")
-    job = Job(spec, 32, "avg", "backbone", "float32", backbones.resolve_weights(spec, 32, "none"), batch_size=2,
+    job = FrozenBase(spec, 32, "avg", "backbone", "float32", backbones.resolve_weights(spec, 32, "none"), batch_size=2,
               policy="rotate=0.3,brightness=0.5", seed=7)
     image = str(make_image(tmp_path / "a.png", (200, 50, 40), 1))
     broken = tmp_path / "b.png"

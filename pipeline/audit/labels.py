@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blas import one_blas_thread
+from .._blas import one_blas_thread
 from .kinds import Search
 from .vectors import Rows
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from . import audit, demo, extract, finetune, fixes, report, train
+from . import audit, demo, extract, finetune, relabel, report, train
 from .common import Group, show_library_warnings
 
-STAGES = (extract, train, finetune, audit, fixes, report, demo)
+STAGES = (extract, train, finetune, audit, relabel, report, demo)
 
 
 @click.group(cls=Group)

@@ -91,7 +91,7 @@ def extract_text(s: dict) -> str:
 @json_option
 def info(cache_file: str, as_json: bool) -> None:
     """Describe a feature file: its config, classes, rows and shapes per split, errors."""
-    from ..info import describe
+    from ..cache_info import describe
 
     emit(describe(cache_file), as_json, info_text)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..export_formats import FORMATS as EXPORT_FORMATS
+from ..deploy.formats import FORMATS as EXPORT_FORMATS
 from ..heads import names as head_names
 from .common import emit, json_option, runs_root_option, runtime_option, seed_option, warn, weights_dir_option
 from .head_options import HeadOptionsCommand
@@ -125,7 +125,7 @@ def _predict_text(results: list[dict]) -> str:
 def export(run_dir: str, output: str, fmt: str, data_dir: str | None, check_images: int, calibration_images: int,
            weights_dir: str | None, as_json: bool) -> None:
     """Write one model from RGB pixels (0..255) to class probabilities, checked against predict."""
-    from ..exporting import export as run
+    from ..deploy.exporting import export as run
 
     emit(run(run_dir, output, fmt, weights_dir, data_dir, check_images, calibration_images), as_json, export_table)
 

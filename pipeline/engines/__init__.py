@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 
 from ..errors import PipelineError
-from .base import Engine, EngineOption, Job, Outcome
+from .base import Engine, EngineOption, FrozenBase, Outcome
 
 ENGINES = ("local", "ray")  # module names under pipeline.engines
 
@@ -41,10 +41,10 @@ def check(name: str, **given) -> None:
     module.check(**{k: v for k, v in given.items() if v is not None})
 
 
-def create(name: str, job: Job, **given) -> Engine:
+def create(name: str, job: FrozenBase, **given) -> Engine:
     """The engine called ``name`` for ``job``, with its own options."""
     check(name, **given)
     return _module(name).ENGINE(job, **{k: v for k, v in given.items() if v is not None})
 
 
-__all__ = ["ENGINES", "Engine", "EngineOption", "Job", "Outcome", "check", "create", "options"]
+__all__ = ["ENGINES", "Engine", "EngineOption", "FrozenBase", "Outcome", "check", "create", "options"]

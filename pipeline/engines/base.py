@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Job:
-    """The network side of an extraction: the same for every file."""
+class FrozenBase:
+    """The frozen base an engine runs over every file: backbone, size, pooling, preprocessing, precision and
+    weights, with the batch, augmentation and runtime settings of the run."""
 
     backbone: Backbone
     size: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from . import loop
-from .base import EngineOption, Job, Outcome
+from .base import EngineOption, FrozenBase, Outcome
 
 if TYPE_CHECKING:
     from ..store import Key, Parts
@@ -19,9 +19,9 @@ def check() -> None:
 
 
 class LocalEngine:
-    """Runs a :class:`Job` in this process."""
+    """Runs a :class:`FrozenBase` in this process."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: FrozenBase):
         from .. import runtimes
 
         self.job = job

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from .base import Job, Outcome
+from .base import FrozenBase, Outcome
 
 if TYPE_CHECKING:
     from ..images import Batch
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 BATCH_TIMINGS = ("decode", "infer", "write")  # seconds per batch, summed into Outcome.timings
 
 
-def read(files: Sequence[str], keys: Sequence[Key], job: Job) -> Iterator[Batch]:
+def read(files: Sequence[str], keys: Sequence[Key], job: FrozenBase) -> Iterator[Batch]:
     """Batches of decoded images, each key's view: view 0 is the image as decoded, view k > 0 its k-th
     augmented version (seeded by sha256, k and ``job.seed``, so any process computes the same pixels)."""
     from ..augment import augment_view
@@ -30,7 +30,7 @@ def read(files: Sequence[str], keys: Sequence[Key], job: Job) -> Iterator[Batch]
     return decode_batches(files, job.size, job.batch_size, transform=view)
 
 
-def run(runtime: Runtime, job: Job, files: Sequence[str], keys: Sequence[Key], parts: Parts,
+def run(runtime: Runtime, job: FrozenBase, files: Sequence[str], keys: Sequence[Key], parts: Parts,
         on_batch: Callable[[int], None] = lambda n: None) -> Outcome:
     """Compute features of ``files`` on a built ``runtime`` and write each batch, keyed by ``keys``, as a part
     file. Unreadable files skip the network and come back in ``Outcome.failed`` by their index in ``files``;

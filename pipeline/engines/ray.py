@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import PipelineError
 from . import loop
-from .base import EngineOption, Job, Outcome
+from .base import EngineOption, FrozenBase, Outcome
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +63,7 @@ def _connect(address: str | None) -> None:
 class _Infer:
     """An actor of the pool: builds the job's runtime once, then turns blocks of files into part files."""
 
-    def __init__(self, job: Job, parts_dir: str, fingerprint: str):
+    def __init__(self, job: FrozenBase, parts_dir: str, fingerprint: str):
         from .. import runtimes
         from ..store import Parts
 
@@ -86,9 +86,9 @@ class _Infer:
 
 
 class RayEngine:
-    """Runs a :class:`Job` on Ray: up to ``workers`` actors, each decoding and computing blocks of files."""
+    """Runs a :class:`FrozenBase` on Ray: up to ``workers`` actors, each decoding and computing blocks of files."""
 
-    def __init__(self, job: Job, address: str | None = None, workers: int = 1):
+    def __init__(self, job: FrozenBase, address: str | None = None, workers: int = 1):
         check(address, workers)
         self.job, self.address, self.workers = job, address, workers
 

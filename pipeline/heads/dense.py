@@ -41,7 +41,7 @@ def _require_tensorboard() -> None:
 
 
 def network_arrays(model) -> dict[str, np.ndarray]:
-    """A dense head's Keras network as the arrays :mod:`pipeline.heads._arrays` predicts with: the
+    """A dense head's Keras network as the arrays :mod:`pipeline.heads._numpy_predict` predicts with: the
     standardization (mean, and the divisor Keras uses: ``max(sqrt(variance), epsilon)``), each ``Dense``
     layer's kernel and bias, and the class indices."""
     import keras

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 
-from ..blas import one_blas_thread
+from .._blas import one_blas_thread
 from ..errors import PipelineError
 from ._fitting import fit_data, selection_data
 from .base import Head

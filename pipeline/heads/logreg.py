@@ -7,8 +7,8 @@ from typing import Annotated
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-from ..blas import one_blas_thread
-from ..layers import softmax_dense
+from .._blas import one_blas_thread
+from .._fixed_dense import softmax_dense
 from . import _linear
 from ._fitting import balanced, selection_data
 from ._options import CLASS_WEIGHT

@@ -9,8 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.svm import LinearSVC
 
-from ..blas import one_blas_thread
-from ..layers import fixed_dense, softmax_dense
+from .._blas import one_blas_thread
+from .._fixed_dense import fixed_dense, softmax_dense
 from . import _linear
 from ._fitting import balanced, kfold, selection_data
 from ._options import CLASS_WEIGHT

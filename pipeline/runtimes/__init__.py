@@ -1,12 +1,12 @@
 """Where a frozen base runs: each runtime turns uint8 RGB batches into features, as the cache stores them.
 
 ``tensorflow`` runs the assembled Keras model as one traced graph; ``onnx`` runs it converted once to ONNX
-(:mod:`pipeline.runtimes.modelcache`) on ONNX Runtime, without importing TensorFlow once the model is cached.
+(:mod:`pipeline.runtimes.onnx_cache`) on ONNX Runtime, without importing TensorFlow once the model is cached.
 ``auto`` picks one per backbone and precision (:mod:`pipeline.runtimes.auto`). Features from either agree
-within :data:`pipeline.runtimes.modelcache.TOLERANCE` of their scale.
+within :data:`pipeline.runtimes.onnx_cache.TOLERANCE` of their scale.
 
-Adding a runtime is one module here plus one line in :data:`RUNTIMES` (and its name in
-:data:`pipeline.config.RUNTIMES`).
+Adding a runtime is one module here, ``pipeline/runtimes/<name>.py``, whose ``RUNTIME`` is its class, plus its
+name in :data:`pipeline.config.RUNTIMES` (where the command line reads the choices without importing this).
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..config import RUNTIME_CHOICES
+from ..config import RUNTIME_CHOICES, RUNTIMES
 from ..errors import PipelineError
 from ..onnx_encoder import is_encoder
-
-RUNTIMES = {"tensorflow": "TensorFlowRuntime", "onnx": "OnnxRuntime"}  # name -> class in pipeline.runtimes.<name>
-
 
 class Runtime(Protocol):
     """A frozen base, built once: ``features`` of up to ``batch_size`` images at a time."""
@@ -51,7 +48,7 @@ def resolve(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple:
     name = concrete(job)
     if name != "onnx":
         return replace(job, runtime=name), []
-    from .modelcache import ConversionRefused, ensure
+    from .onnx_cache import ConversionRefused, ensure
 
     try:
         _, notes = ensure(job, sample)
@@ -86,14 +83,13 @@ def runs_from_cache(job) -> bool:
     weights file, and ``job.weights`` need only carry the recorded sha256."""
     if concrete(job) != "onnx":
         return False
-    from .modelcache import ready
+    from .onnx_cache import ready
 
     return ready(job)
 
 
 def create(job) -> Runtime:
-    """The runtime ``job.runtime`` (a concrete one: see :func:`resolve`) for a :class:`pipeline.engines.Job`."""
+    """The runtime ``job.runtime`` (a concrete one: see :func:`resolve`) for a :class:`pipeline.engines.FrozenBase`."""
     if job.runtime not in RUNTIMES:
         raise PipelineError(f"unknown runtime {job.runtime!r}; choose one of: {', '.join(RUNTIMES)}")
-    module = importlib.import_module(f"{__name__}.{job.runtime}")
-    return getattr(module, RUNTIMES[job.runtime])(job)
+    return importlib.import_module(f"{__name__}.{job.runtime}").RUNTIME(job)

@@ -19,7 +19,7 @@ RUN_IMAGES = 4
 
 
 class OnnxRuntime:
-    """Runs a :class:`pipeline.engines.Job`'s converted base; the batch dimension is open, so nothing is padded."""
+    """Runs a :class:`pipeline.engines.FrozenBase`'s converted base; the batch dimension is open, so nothing is padded."""
 
     def __init__(self, job):
         self.job = job
@@ -32,12 +32,12 @@ class OnnxRuntime:
 
     def build(self) -> None:
         """Open the cached model (converting it first, checked on pseudo-random pixels, when there is none); its
-        features are checked on every batch (:func:`pipeline.runtimes.modelcache.check_features`)."""
+        features are checked on every batch (:func:`pipeline.runtimes.onnx_cache.check_features`)."""
         if self._session is not None:
             return
         start = time.perf_counter()
-        from ..converting import cores, onnx_session
-        from .modelcache import ensure, output_shape
+        from ..deploy.converting import cores, onnx_session
+        from .onnx_cache import ensure, output_shape
 
         path, _ = ensure(self.job)
         self._path, self._shape = path, output_shape(self.job)
@@ -50,8 +50,8 @@ class OnnxRuntime:
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """Features (float32) of ``(n, size, size, 3)`` uint8 RGB images."""
-        from ..converting import run_onnx
-        from .modelcache import check_features
+        from ..deploy.converting import run_onnx
+        from .onnx_cache import check_features
 
         self.build()
         runs = self._cores * math.ceil(len(pixels) / (RUN_IMAGES * self._cores))  # as many runs for every core
@@ -59,3 +59,6 @@ class OnnxRuntime:
         features = np.concatenate(list(self._pool.map(lambda part: run_onnx(self._session, part), parts)))
         check_features(self._path, features, self._shape)
         return features
+
+
+RUNTIME = OnnxRuntime

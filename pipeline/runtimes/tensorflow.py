@@ -8,7 +8,7 @@ import numpy as np
 
 
 class TensorFlowRuntime:
-    """Runs a :class:`pipeline.engines.Job`'s feature model; every batch is padded to one compiled shape."""
+    """Runs a :class:`pipeline.engines.FrozenBase`'s feature model; every batch is padded to one compiled shape."""
 
     def __init__(self, job):
         self.job = job
@@ -43,3 +43,6 @@ class TensorFlowRuntime:
         if n < batch:  # one compiled shape: pad the last batch rather than trace a second graph
             pixels = np.pad(np.asarray(pixels), [(0, batch - n), (0, 0), (0, 0), (0, 0)])
         return self._infer(pixels).numpy()[:n]
+
+
+RUNTIME = TensorFlowRuntime

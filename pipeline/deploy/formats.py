@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .atomic import folder_problem
-from .errors import PipelineError
+from ..atomic import folder_problem
+from ..errors import PipelineError
 from .tolerances import INT8_MIN_TOP1, TOLERANCES
 
 if TYPE_CHECKING:

@@ -51,10 +51,9 @@ from ..errors import PipelineError
 from ..hashing import file_sha256
 from ..locks import holder, open_lock, stamp
 from ..onnx_encoder import is_encoder
-from ..tolerances import TOLERANCES
+from ..parity import FEATURES as TOLERANCE, relative_diff
 from .provenance import foreign_writer
 
-TOLERANCE = TOLERANCES["onnx"]  # of the features' scale; float32 conversions measure 1e-7 to 6e-6
 PARITY_IMAGES = 16  # images in the parity batch
 LOCK_WAIT = 900.0  # seconds a run waits for another process's conversion (MobileNetV2 converts in about 20);
 # the environment variable TRANSFER_LOCK_WAIT sets another
@@ -83,13 +82,6 @@ def model_path(job) -> Path:
 
 def sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
-
-
-def parity(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """``max |reference - candidate|`` relative to the features' scale ``max |reference|`` (absolute when
-    that is 0)."""
-    scale = float(np.max(np.abs(reference))) if np.size(reference) else 0.0
-    return converting.max_abs_diff(reference, candidate) / (scale or 1.0)
 
 
 def ensure(job, sample: Callable[[int], np.ndarray] | None = None) -> tuple[Path, list[str]]:
@@ -201,7 +193,7 @@ def _vouch(job, path: Path, sample: Callable[[int], np.ndarray] | None) -> list[
         reference = _reference(job, pixels.astype(np.float32))
         candidate = converting.run_onnx(converting.onnx_session(path, input_shape=(job.size, job.size, 3)),
                                         pixels.astype(np.float32))
-        measured = parity(reference, candidate) if candidate.shape == reference.shape else float("inf")
+        measured = relative_diff(reference, candidate) if candidate.shape == reference.shape else float("inf")
     except PipelineError as exc:
         raise ConversionRefused(f"the converted model {path} ({why}) cannot be checked: {exc}") from None
     if not measured <= TOLERANCE:  # NaN fails too
@@ -285,7 +277,7 @@ def _convert(job, path: Path, pixels: tuple[np.ndarray, str]) -> None:
         try:
             reference = (_compose_encoder if is_encoder(job.backbone) else _convert_keras)(job, x, tmp)
             candidate = converting.run_onnx(converting.onnx_session(tmp, input_shape=(job.size, job.size, 3)), x)
-            measured = parity(reference, candidate)
+            measured = relative_diff(reference, candidate)
         except OSError:
             raise
         except Exception as exc:  # tf2onnx and onnxruntime raise many types

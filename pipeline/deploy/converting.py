@@ -27,8 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .atomic import write_bytes
-from .errors import PipelineError
+from ..atomic import write_bytes
+from ..errors import PipelineError
 
 ONNX_OPSET = 17  # runs on onnxruntime 1.14 (2023) and later
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -284,33 +284,3 @@ def tflite_runner(path: str | os.PathLike, threads: int | None = None) -> Callab
         return y
 
     return run
-
-
-def max_abs_diff(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """``max |reference - candidate|`` (shapes must match)."""
-    reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
-    if reference.shape != candidate.shape:
-        raise PipelineError(f"outputs differ in shape: {reference.shape} vs {candidate.shape}")
-    return float(np.max(np.abs(reference - candidate))) if reference.size else 0.0
-
-
-def relative_diff(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """``max |a - b| / max(1, max |a|)``: absolute for probabilities, relative for large features."""
-    scale = float(np.max(np.abs(reference))) if np.size(reference) else 0.0
-    return max_abs_diff(reference, candidate) / max(1.0, scale)
-
-
-def check_close(reference: np.ndarray, candidate: np.ndarray, tolerance: float, what: str = "converted model") -> float:
-    """:func:`relative_diff`, or a :class:`PipelineError` naming ``what`` when it exceeds ``tolerance``."""
-    diff = relative_diff(reference, candidate)
-    if not diff <= tolerance:  # NaN fails too
-        raise PipelineError(f"{what} differs from Keras by {diff:.3g} (relative to scale), above {tolerance:g}")
-    return diff
-
-
-def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Fraction of rows whose arg-max class is the same in both."""
-    reference, candidate = np.asarray(reference), np.asarray(candidate)
-    if reference.shape != candidate.shape:
-        raise PipelineError(f"outputs differ in shape: {reference.shape} vs {candidate.shape}")
-    return float(np.mean(reference.argmax(-1) == candidate.argmax(-1)))

@@ -1,8 +1,7 @@
-"""How far a converted or exported model may stray: measured bounds in one place (no heavy imports, so the CLI
-can list formats cheaply).
+"""How far an exported model may stray from ``predict``: measured bounds in one place (no heavy imports, so the
+CLI can list formats cheaply); the metrics are :mod:`pipeline.parity`'s.
 
-Float files are held to :data:`TOLERANCES`, the largest ``max |a - b| / max(1, max |a|)`` against Keras (for
-probabilities: the largest probability difference); int8 files, whose probabilities move by up to 0.3 on
+Float files are held to :data:`TOLERANCES`, the largest probability difference against Keras; int8 files, whose probabilities move by up to 0.3 on
 borderline photos, to :data:`INT8_MIN_TOP1`, the least top-1 agreement.
 
 Examples

@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import PipelineError
-from .runs import Run
+from ..errors import PipelineError
+from ..runs import Run
 
 CALIBRATION_BATCH = 25
 
@@ -64,7 +64,7 @@ def check_files(run: Run, limit: int = 200, data_dir: str | os.PathLike | None =
 
 def calibration(run: Run, n: int = 300, data_dir: str | os.PathLike | None = None) -> list[np.ndarray]:
     """Float32 pixel batches of up to ``n`` train images (a stratified sample), decoded as ``extract`` does."""
-    from .images import decode_all
+    from ..images import decode_all
 
     files, classes = split_files(run, "train", data_dir)
     pixels, _, _ = decode_all([files[i] for i in stratified(classes, n)], int(run.features["input_size"]))

@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .errors import PipelineError
-from .onnx_encoder import FEATURES, NAME
-from .runs import Run
+from ..errors import PipelineError
+from ..onnx_encoder import FEATURES, NAME
+from ..runs import Run
 
 FORMAT = "onnx"
 MAX_HEAD_OPSET = 18  # the newest opset the head's converter (tf2onnx) writes
@@ -54,14 +54,14 @@ def _opset(model) -> int:
 
 def _composed_encoder(run: Run, weights_dir: str | None) -> Path:
     """The encoder with its preprocessing and pooling, from (or put into) the run's model cache."""
-    from .assemble import recorded_backbone
-    from .engines import Job
-    from .prediction import model_cache_of
-    from .runtimes.modelcache import ensure
+    from ..assemble import recorded_backbone
+    from ..engines import FrozenBase
+    from ..prediction import model_cache_of
+    from ..runtimes.onnx_cache import ensure
 
     spec, weights = recorded_backbone(run.features, weights_dir)
     f = run.features
-    job = Job(spec, int(f["input_size"]), f["pooling"], f["preprocess"], "float32", weights, runtime="onnx",
+    job = FrozenBase(spec, int(f["input_size"]), f["pooling"], f["preprocess"], "float32", weights, runtime="onnx",
               model_cache=str(model_cache_of(run)))
     return ensure(job)[0]
 

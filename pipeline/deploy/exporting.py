@@ -1,5 +1,5 @@
 """One model from raw RGB pixels to class probabilities (preprocessing, base, pooling, head), written in any
-format of :mod:`pipeline.export_formats`; every export checks itself before it is published.
+format of :mod:`pipeline.deploy.formats`; every export checks itself before it is published.
 
 Input: RGB pixels 0..255 at the backbone's input size (float32; uint8 for ``tflite-int8``). The model is
 assembled by :mod:`pipeline.assemble`; each head gives its own layers (``Head.export_layers``), and a head that
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import encoder_export, export_formats, export_images, quiet
-from .atomic import replacing, replacing_folder, write_text
-from .converting import max_abs_diff, top1_agreement
-from .errors import PipelineError
-from .export_formats import Format, Runner
-from .runs import Run, open_run
+from .. import _tf_quiet
+from . import check_photos, encoder_export, formats
+from ..atomic import replacing, replacing_folder, write_text
+from ..errors import PipelineError
+from ..parity import max_abs_diff, top1_agreement
+from .formats import Format, Runner
+from ..runs import Run, open_run
 from .tolerances import FLOAT16_FEATURES
 
 BATCH = 32
@@ -33,7 +34,7 @@ TIMED_CALLS = 20
 
 def build_model(run_dir: str | os.PathLike, weights_dir: str | None = None):
     """The end-to-end ``keras.Model``: float32 RGB 0..255 (size, size, 3) -> class probabilities."""
-    from .assemble import assemble_recorded
+    from ..assemble import assemble_recorded
 
     run = open_run(run_dir)
     head = run.head().export_layers(run.config["feature_shape"])  # refuses knn before the base is built
@@ -56,7 +57,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
     --------
     >>> export("runs/urban_rural-mobilenet_v2-160-avg-logreg-20250101-120000", "model.onnx", "onnx")  # doctest: +SKIP
     """
-    fmt, output = export_formats.get(format), Path(output)
+    fmt, output = formats.get(format), Path(output)
     if fmt.output_problem(output):
         raise PipelineError(fmt.output_problem(output))
     if check_images < 1 or calibration_images < 1:
@@ -72,10 +73,10 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
     labels = _labels(run.classes, fmt.labels_path(output) if fmt.suffix else None)  # a folder's go with it
     model = None if encoder else build_model(run_dir, weights_dir)
     size = int(run.features["input_size"])
-    split, files, total = export_images.check_files(run, check_images, data_dir)
+    split, files, total = check_photos.check_files(run, check_images, data_dir)
     pixels, expected = _reference(run, files, weights_dir)
-    calibration = export_images.calibration(run, calibration_images, data_dir) if fmt.calibrated else None
-    with (replacing_folder(output, export_formats.MARKER) if not fmt.suffix else replacing(output)) as tmp, quiet.filtered_stderr():
+    calibration = check_photos.calibration(run, calibration_images, data_dir) if fmt.calibrated else None
+    with (replacing_folder(output, formats.MARKER) if not fmt.suffix else replacing(output)) as tmp, _tf_quiet.filtered_stderr():
         if encoder:
             encoder_export.write_onnx(run, tmp, run.classes, weights_dir)
         else:
@@ -86,7 +87,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, format: str = 
         check = {"split": split, "images": len(pixels), "of": total, **judge(fmt, expected, got, tolerance(fmt, run))}
         ms = _ms_per_image(runner, pixels[0])
         if not fmt.suffix:
-            write_text(tmp / export_formats.LABELS, labels)
+            write_text(tmp / formats.LABELS, labels)
     if fmt.suffix:
         write_text(fmt.labels_path(output), labels)
     return {"output": str(output), "format": fmt.name, "runtime": fmt.runtime, "labels": str(fmt.labels_path(output)),
@@ -131,8 +132,8 @@ def _labels(classes: list[str], path: Path | None) -> str:
 
 def _reference(run: Run, files: list[str], weights_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 pixels, predict's probabilities)`` of the readable ``files``, decoded as extract decodes."""
-    from .images import decode_all
-    from .prediction import predict
+    from ..images import decode_all
+    from ..prediction import predict
 
     pixels, kept, _ = decode_all(files, int(run.features["input_size"]))
     results = [r for r in predict(run.dir, files, weights_dir) if r["probabilities"] is not None]
