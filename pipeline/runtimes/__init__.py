@@ -21,6 +21,7 @@ from ..config import RUNTIME_CHOICES, RUNTIMES
 from ..errors import PipelineError
 from ..onnx_encoder import is_encoder
 
+
 class Runtime(Protocol):
     """A frozen base, built once: ``features`` of up to ``batch_size`` images at a time."""
 
