@@ -44,7 +44,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .. import converting
+from ..deploy import converting
 from ..atomic import write_text
 from ..config import package_version, utc_now
 from ..errors import PipelineError
