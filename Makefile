@@ -10,6 +10,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# KerasHub for the encoder tests, without tensorflow-text (it pulls the full tensorflow beside tensorflow-cpu)
+	$(BIN)/python -m pip install --quiet --no-deps 'keras-hub>=0.32' regex tokenizers
 	touch $@
 
 demo: $(BIN)/.installed
