@@ -20,6 +20,8 @@ from .kinds import Search
 from .vectors import Rows
 
 FOLDS = 20
+LARGE = 20_000  # above this many scored images, LARGE_FOLDS: each fold's head already sees plenty, and
+LARGE_FOLDS = 5  # 20 folds x 2 rounds of a logistic regression on 100k rows would take most of an hour
 C = 0.01
 ROUNDS = 2
 
@@ -54,12 +56,13 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
     return proba[score_rows]
 
 
-def find_label_issues(rows: Rows, classes: list[str], folds: int = FOLDS, rounds: int = ROUNDS,
+def find_label_issues(rows: Rows, classes: list[str], folds: int | None = None, rounds: int = ROUNDS,
                       seed: int = 0) -> list[dict]:
     """Images (view 0 of ``rows``) whose label confident learning flags, most likely wrong first.
 
     Each finding is ``{"path", "split", "class", "suggested", "score"}``; an empty list when a class
-    has fewer than two images (nothing to cross-validate).
+    has fewer than two images (nothing to cross-validate). ``folds``: :data:`FOLDS`, or :data:`LARGE_FOLDS`
+    above :data:`LARGE` images.
 
     Examples
     --------
@@ -73,6 +76,7 @@ def find_label_issues(rows: Rows, classes: list[str], folds: int = FOLDS, rounds
     scored = np.flatnonzero(rows.views == 0)
     if len(present) < 2 or min(len(np.unique(groups[y == c])) for c in range(len(present))) < 2:
         return []
+    folds = folds or (FOLDS if len(scored) <= LARGE else LARGE_FOLDS)
     keep = np.ones(len(y), bool)
     for _ in range(rounds):
         proba = out_of_fold(rows.vectors, y, groups, scored, np.flatnonzero(keep), folds, seed)

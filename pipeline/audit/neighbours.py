@@ -1,0 +1,81 @@
+"""The nearest rows of every row by cosine, without an N x N pass: exact in blocks for small sets, from an
+approximate index (FAISS HNSW) for large ones.
+
+Measured on 20,000 synthetic 1,280-d rows with class structure (one thread, on a busy 2-core machine, so the
+seconds are only comparable with each other), 21 neighbours of every row, recall against the exact ones:
+exact search (scikit-learn brute force) 104 s (1.00), FAISS HNSW (M=32) 156 s (0.997), hnswlib HNSW 118 s (0.989), FAISS IVF
+(nprobe 16) 54 s (0.74), pynndescent 264 s (0.95, JIT compilation included). Exact search grows with N x N,
+HNSW with about N log N, so above :data:`EXACT_ROWS` the index wins. FAISS rather than hnswlib: it ships wheels
+(hnswlib builds from source with a C++ compiler); pynndescent would add numba and llvmlite and compile on
+first use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXACT_ROWS = 20_000  # up to this many rows the exact search is about as fast, and exact
+BLOCK = 512  # rows compared against all others at a time: BLOCK x N similarities in memory
+HNSW_LINKS = 32
+HNSW_BUILD = 80  # efConstruction
+HNSW_SEARCH = 64  # efSearch (raised to k when k is larger)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """The rows scaled to length 1 (float32; a zero row stays zero)."""
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(vectors: np.ndarray, k: int, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, indices)``, each ``(N, k)``: the ``k`` rows nearest each row by cosine distance
+    (``1 - cosine``), nearest first, the row itself usually among them (a byte-identical twin may tie with it).
+
+    ``exact`` chooses the blocked exact search or the approximate index; None: exact up to
+    :data:`EXACT_ROWS` rows.
+
+    Examples
+    --------
+    >>> d, i = nearest(np.eye(4) + 0.1, 2)
+    >>> i[:, 0].tolist()
+    [0, 1, 2, 3]
+    """
+    unit = unit_rows(vectors)
+    k = min(k, len(unit))
+    if k < 1:
+        return np.zeros((len(unit), 0)), np.zeros((len(unit), 0), int)
+    if exact if exact is not None else len(unit) <= EXACT_ROWS:
+        similarity, index = _exact(unit, k)
+    else:
+        similarity, index = _hnsw(unit, k)
+    return np.clip(1.0 - similarity, 0.0, 2.0).astype(np.float64), index.astype(np.int64)
+
+
+def _exact(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and indices of the ``k`` most similar rows, BLOCK rows at a time."""
+    similarity = np.empty((len(unit), k), np.float32)
+    index = np.empty((len(unit), k), np.int64)
+    for start in range(0, len(unit), BLOCK):
+        sims = unit[start:start + BLOCK] @ unit.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(unit) else np.tile(np.arange(len(unit)), (len(sims), 1))
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        similarity[start:start + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
+        index[start:start + BLOCK] = np.take_along_axis(top, order, axis=1)
+    return similarity, index
+
+
+def _hnsw(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and indices from a FAISS HNSW index of inner products (cosines of unit rows), one thread."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # as the rest of the audit: OpenMP threads on a busy machine slow it down
+    index = faiss.IndexHNSWFlat(unit.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_BUILD
+    index.add(np.ascontiguousarray(unit))
+    index.hnsw.efSearch = max(HNSW_SEARCH, k)
+    similarity, found = index.search(np.ascontiguousarray(unit), k)
+    missing = found < 0  # fewer than k reachable: repeat the row itself, at distance 0
+    found[missing] = np.broadcast_to(np.arange(len(unit))[:, None], found.shape)[missing]
+    similarity[missing] = 1.0
+    return similarity, found
