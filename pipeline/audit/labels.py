@@ -20,8 +20,11 @@ from .kinds import Search
 from .vectors import Rows
 
 FOLDS = 20
-LARGE = 20_000  # above this many scored images, LARGE_FOLDS: each fold's head already sees plenty, and
-LARGE_FOLDS = 5  # 20 folds x 2 rounds of a logistic regression on 100k rows would take most of an hour
+LARGE = 20_000  # above this many scored images, LARGE_FOLDS on LARGE_DIMS principal components: each fold's
+LARGE_FOLDS = 5  # head already sees plenty, and 20 folds x 2 rounds of a logistic regression on 100k rows of
+LARGE_DIMS = 256  # 1,280 floats would take most of an hour
+PCA_SAMPLE = 20_000  # rows the principal components are computed from
+BLOCK = 4096
 C = 0.01
 ROUNDS = 2
 
@@ -56,6 +59,20 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
     return proba[score_rows]
 
 
+def components(X: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
+    """``(N, dims)`` float32: the standardized rows on their first ``dims`` principal components (computed from
+    :data:`PCA_SAMPLE` rows), in blocks of rows, so memory holds one block of standardized rows at a time."""
+    mean = np.mean(X, axis=0, dtype=np.float64)
+    squares = sum(((X[s:s + BLOCK] - mean) ** 2).sum(axis=0) for s in range(0, len(X), BLOCK))
+    scale = np.sqrt(squares / len(X))
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    mean = mean.astype(np.float32)
+    fit_rows = np.sort(np.random.default_rng(seed).choice(len(X), min(PCA_SAMPLE, len(X)), replace=False))
+    sample = (X[fit_rows] - mean) / scale
+    basis = np.ascontiguousarray(np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)[2][:dims].T)
+    return np.concatenate([((X[s:s + BLOCK] - mean) / scale) @ basis for s in range(0, len(X), BLOCK)])
+
+
 def find_label_issues(rows: Rows, classes: list[str], folds: int | None = None, rounds: int = ROUNDS,
                       seed: int = 0) -> list[dict]:
     """Images (view 0 of ``rows``) whose label confident learning flags, most likely wrong first.
@@ -77,9 +94,10 @@ def find_label_issues(rows: Rows, classes: list[str], folds: int | None = None, 
     if len(present) < 2 or min(len(np.unique(groups[y == c])) for c in range(len(present))) < 2:
         return []
     folds = folds or (FOLDS if len(scored) <= LARGE else LARGE_FOLDS)
+    X = rows.vectors if len(scored) <= LARGE else components(rows.vectors, LARGE_DIMS)
     keep = np.ones(len(y), bool)
     for _ in range(rounds):
-        proba = out_of_fold(rows.vectors, y, groups, scored, np.flatnonzero(keep), folds, seed)
+        proba = out_of_fold(X, y, groups, scored, np.flatnonzero(keep), folds, seed)
         flagged = confident_learning(y[scored], proba, filter_by="prune_by_noise_rate", n_jobs=1)
         keep = ~np.isin(groups, groups[scored[flagged]])
     given = y[scored]
