@@ -22,7 +22,7 @@ HNSW_BUILD = 80  # efConstruction
 HNSW_SEARCH = 64  # efSearch (raised to the candidates wanted when more)
 INDEX_DIMS = 128  # the index holds the rows projected on their first principal components...
 CANDIDATES = 4  # ...and finds this many times k candidates, ranked again by their exact cosine
-PCA_SAMPLE = 20_000  # rows the principal components are computed from
+PCA_SAMPLE = 5_000  # rows the directions are computed from
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
