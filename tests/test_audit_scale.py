@@ -123,3 +123,14 @@ def test_label_issues_on_principal_components_above_the_large_size(monkeypatch):
     assert used and all(shape == (1200, 16) for shape in used)
     hits = {int(x["path"].rsplit("/", 1)[1][:-4]) for x in found} & set(flipped.tolist())
     assert len(hits) >= 0.8 * len(flipped) and len(hits) >= 0.8 * len(found)
+
+
+def test_a_large_group_of_copies_draws_a_capped_sheet(tmp_path):
+    import pipeline.audit.sheets as sheets_module
+
+    group = [{"path": f"train/a/{i}.png", "split": "train", "class": "a"} for i in range(500)]
+    [(name, sheet)] = sheets(FINDINGS["exact_duplicates"], [group], tmp_path)
+    cell = sheets_module.THUMB + 2 * sheets_module.PAD
+    assert name == "exact_duplicates-001.png"
+    assert sheet.width == 2 * sheets_module.GRID * cell
+    assert sheet.height < (sheets_module.GROUP_IMAGES // (2 * sheets_module.GRID) + 1) * 2 * cell
