@@ -84,8 +84,9 @@ def write_cache(path: Path, n: int, seed: int = 0) -> dict:
     return {"flipped": {paths[i] for i in flipped}, "near": {paths[i] for i in near}, "exact": {paths[i] for i in exact}}
 
 
-def measured(command: list[str]) -> tuple[float, float, str]:
-    """Run ``command``; ``(wall seconds, peak RSS in GB, stdout)``."""
+def measured(command: list[str]) -> tuple[float, float, float, str]:
+    """Run ``command``; ``(wall seconds, CPU seconds, peak RSS in GB, stdout)`` (CPU seconds tell more than wall
+    time on a shared machine)."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     out = child.stdout.read()
@@ -93,7 +94,7 @@ def measured(command: list[str]) -> tuple[float, float, str]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} exited {child.returncode}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1e6, out
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1e6, out
 
 
 def main() -> None:
@@ -111,7 +112,7 @@ def main() -> None:
     result = {"rows": args.n, "write_seconds": round(time.perf_counter() - start, 1)}
 
     transfer = [str(Path(sys.executable).with_name("transfer"))]
-    wall, peak, out = measured(transfer + ["audit", str(cache), "--json", "--output", str(args.out / "sheets"),
+    wall, cpu, peak, out = measured(transfer + ["audit", str(cache), "--json", "--output", str(args.out / "sheets"),
                                            "--fix-list", str(args.out / "fixes.csv")])
     found = json.loads(out)
     issues = {x["path"] for x in found["label_issues"]}
@@ -120,19 +121,19 @@ def main() -> None:
               for g in group}
     exact = {g["path"] for group in found["exact_duplicates"] + found["cross_split"] + found["label_conflicts"]
              for g in group}
-    result["audit"] = {"seconds": round(wall, 1), "peak_rss_gb": round(peak, 2),
+    result["audit"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2),
                        "label_issues": len(issues), "recall": round(hit / max(len(planted["flipped"]), 1), 3),
                        "precision": round(hit / max(len(issues), 1), 3),
                        "near_copies_found": f"{len(copies & planted['near'])}/{len(planted['near'])}",
                        "exact_copies_found": f"{len(exact & planted['exact'])}/{len(planted['exact'])}",
                        "sheets": len(found.get("sheets", []))}
     if not args.no_report:
-        wall, peak, out = measured(transfer + ["train", str(cache), "--head", "logreg", "--json",
+        wall, cpu, peak, out = measured(transfer + ["train", str(cache), "--head", "logreg", "--json",
                                                "--runs-root", str(args.out / "runs")])
         run = json.loads(out)["run_dir"]
-        result["train_logreg"] = {"seconds": round(wall, 1), "peak_rss_gb": round(peak, 2)}
-        wall, peak, out = measured(transfer + ["report", run, "--output", str(args.out / "report.html"), "--json"])
-        result["report"] = {"seconds": round(wall, 1), "peak_rss_gb": round(peak, 2),
+        result["train_logreg"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2)}
+        wall, cpu, peak, out = measured(transfer + ["report", run, "--output", str(args.out / "report.html"), "--json"])
+        result["report"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2),
                             "page_mb": round(json.loads(out)["bytes"] / 1e6, 2)}
     print(json.dumps(result, indent=None if args.json else 2))
 
