@@ -20,9 +20,9 @@ from .kinds import Search
 from .vectors import Rows
 
 FOLDS = 20
-LARGE = 20_000  # above this many scored images, LARGE_FOLDS on LARGE_DIMS principal components: each fold's
-LARGE_FOLDS = 5  # head already sees plenty, and 20 folds x 2 rounds of a logistic regression on 100k rows of
-LARGE_DIMS = 256  # 1,280 floats would take most of an hour
+LARGE = 5_000  # above this many scored images, LARGE_FOLDS on LARGE_DIMS principal components: each fold's
+LARGE_FOLDS = 5  # head already sees plenty, and 20 folds x 2 rounds on all 1,280 features took over 120 s of CPU
+LARGE_DIMS = 256  # at 20k images (most of an hour at 100k)
 PCA_SAMPLE = 5_000  # rows the principal components are computed from
 BLOCK = 4096
 C = 0.01
