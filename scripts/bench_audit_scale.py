@@ -81,7 +81,7 @@ def write_cache(path: Path, n: int, seed: int = 0) -> dict:
                                                                            key=lambda i: paths[i])]
                 for name in ("train", "val", "test")}
         cache.commit(classes, rows, [])
-    return {"flipped": {paths[i] for i in flipped}, "near": {paths[i] for i in near}, "exact": {paths[i] for i in exact}}
+    return {name: {paths[i] for i in rows} for name, rows in (("flipped", flipped), ("near", near), ("exact", exact))}
 
 
 def measured(command: list[str]) -> tuple[float, float, float, str]:
@@ -131,7 +131,8 @@ def main() -> None:
         wall, cpu, peak, out = measured(transfer + ["train", str(cache), "--head", "logreg", "--json",
                                                "--runs-root", str(args.out / "runs")])
         run = json.loads(out)["run_dir"]
-        result["train_logreg"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2)}
+        result["train_logreg"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+                                  "peak_rss_gb": round(peak, 2)}
         wall, cpu, peak, out = measured(transfer + ["report", run, "--output", str(args.out / "report.html"), "--json"])
         result["report"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2),
                             "page_mb": round(json.loads(out)["bytes"] / 1e6, 2)}

@@ -21,8 +21,8 @@ MAP_POINTS = 3000  # dots on the map at most
 
 
 def sample(count: int, marked: dict[str, np.ndarray], size: int | None = None, seed: int = 0) -> np.ndarray:
-    """Sorted indices of at most ``size`` (:data:`MAP_POINTS`) of ``count`` rows: every marked row when they fill at most half, else
-    a random half of them, then a random draw of the other rows.
+    """Sorted indices of at most ``size`` (:data:`MAP_POINTS`) of ``count`` rows: every marked row when they fill
+    at most half of them, else a random draw of them that fills half, then a random draw of the other rows.
 
     Examples
     --------
@@ -121,5 +121,6 @@ def cache_map_png(cache_file, found: dict) -> bytes:
     paths = np.array([e.path for e in rows.images])
     marked = {k.name: np.isin(paths, [x["path"] for x in found.get(k.name, [])]) for k in image_kinds()}
     shown = min(len(paths), MAP_POINTS)
-    title = f"t-SNE of {len(paths)} images" if shown == len(paths) else f"t-SNE of a sample of {shown} of {len(paths)} images"
+    of = f"a sample of {shown} of {len(paths)}" if shown < len(paths) else str(len(paths))
+    title = f"t-SNE of {of} images"
     return feature_map_png(rows.vectors, classes, rows.labels, marked, title)
