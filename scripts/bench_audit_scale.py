@@ -127,12 +127,14 @@ def main() -> None:
                        "near_copies_found": f"{len(copies & planted['near'])}/{len(planted['near'])}",
                        "exact_copies_found": f"{len(exact & planted['exact'])}/{len(planted['exact'])}",
                        "sheets": len(found.get("sheets", []))}
+    print("audit:", json.dumps(result["audit"]), file=sys.stderr, flush=True)  # long runs: each result as it comes
     if not args.no_report:
         wall, cpu, peak, out = measured(transfer + ["train", str(cache), "--head", "logreg", "--json",
                                                "--runs-root", str(args.out / "runs")])
         run = json.loads(out)["run_dir"]
         result["train_logreg"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
                                   "peak_rss_gb": round(peak, 2)}
+        print("train:", json.dumps(result["train_logreg"]), file=sys.stderr, flush=True)
         wall, cpu, peak, out = measured(transfer + ["report", run, "--output", str(args.out / "report.html"), "--json"])
         result["report"] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2),
                             "page_mb": round(json.loads(out)["bytes"] / 1e6, 2)}
