@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EXACT_ROWS = 20_000  # up to this many rows the exact search is about as fast, and exact
+EXACT_ROWS = 10_000  # up to this many rows the exact search is about as fast, and exact
 BLOCK = 512  # rows compared against all others at a time: BLOCK x N similarities in memory
 HNSW_LINKS = 32
 HNSW_BUILD = 80  # efConstruction
@@ -63,7 +63,7 @@ def _exact(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, len(unit), BLOCK):
         sims = unit[start:start + BLOCK] @ unit.T
         if k < len(unit):
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            top = np.argpartition(sims, -k, axis=1)[:, -k:]
         else:
             top = np.tile(np.arange(len(unit)), (len(sims), 1))
         top_sims = np.take_along_axis(sims, top, axis=1)
