@@ -134,3 +134,16 @@ def test_a_large_group_of_copies_draws_a_capped_sheet(tmp_path):
     assert name == "exact_duplicates-001.png"
     assert sheet.width == 2 * sheets_module.GRID * cell
     assert sheet.height < (sheets_module.GROUP_IMAGES // (2 * sheets_module.GRID) + 1) * 2 * cell
+
+
+def test_group_folds_keep_each_group_in_one_fold_and_cover_every_row():
+    from pipeline.audit.labels import group_folds
+
+    groups = np.arange(900) // 3  # an image and two augmented views
+    y = np.random.default_rng(6).integers(0, 3, 300)[groups]
+    folds = group_folds(y, groups, 5)
+    held = np.concatenate([h for _, h in folds])
+    assert sorted(held.tolist()) == list(range(900))
+    for fit_rows, held_out in folds:
+        assert not set(groups[fit_rows]) & set(groups[held_out])
+        assert abs(np.bincount(y[held_out], minlength=3) / len(held_out) - np.bincount(y) / 900).max() < 0.05

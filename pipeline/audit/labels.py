@@ -29,6 +29,20 @@ C = 0.01
 ROUNDS = 2
 
 
+def group_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int = 0):
+    """``(fit_rows, held_out)`` per fold: stratified folds of the groups (each labelled by its first row), each
+    row in its group's fold. What ``StratifiedGroupKFold`` guarantees, in a time linear in the rows (its search
+    for balanced folds took a sixth of a 100k-image audit)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    names, first, group = np.unique(groups, return_index=True, return_inverse=True)
+    fold_of = np.empty(len(names), int)
+    for k, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(first, y[first])):
+        fold_of[held] = k
+    fold = fold_of[group]
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+
+
 @one_blas_thread
 def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np.ndarray,
                 train_rows: np.ndarray | None = None, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
@@ -47,10 +61,14 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
     n_classes = int(y.max()) + 1
     usable = np.ones(len(y), bool) if train_rows is None else np.isin(np.arange(len(y)), train_rows)
     per_class = min(len(np.unique(groups[y == c])) for c in range(n_classes))
-    splitter = StratifiedGroupKFold(n_splits=max(2, min(folds, per_class)), shuffle=True, random_state=seed)
+    folds = max(2, min(folds, per_class))
+    if len(y) > LARGE:
+        splits = group_folds(y, groups, folds, seed)
+    else:
+        splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y, groups)
     proba = np.zeros((len(y), n_classes))
     head = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, warm_start=True))
-    for fit_rows, held_out in splitter.split(X, y, groups):
+    for fit_rows, held_out in splits:
         fit_rows = fit_rows[usable[fit_rows]]
         # start from the previous fold's solution (folds differ little), unless a class is missing here
         head.set_params(logisticregression__warm_start=len(np.unique(y[fit_rows])) == n_classes)
