@@ -35,7 +35,7 @@ def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> li
 
     if len(images) < 2:
         return []
-    distances, indices = nearest(vectors, NEAR_COPIES + 1)
+    distances, indices = nearest(vectors, NEAR_COPIES + 1, close_only=True)
     pairs: dict[tuple[int, int], float] = {}  # each pair once, though found from both ends
     for i, n in zip(*np.nonzero(distances <= 1.0 - threshold + 1e-6)):
         a, b = sorted((int(i), int(indices[i, n])))
