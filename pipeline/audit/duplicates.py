@@ -21,22 +21,27 @@ from ..datasets import EXACT_KINDS, Entry, exact_groups, sort_key
 from .kinds import Search
 
 KINDS = (*EXACT_KINDS, "near_duplicates")
+NEAR_COPIES = 10  # the nearest images of each image that are checked for near copies
 
 
 def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
-    """Index pairs ``(i, j, cosine)`` with ``i < j``, similarity >= threshold, and different file contents."""
-    from sklearn.neighbors import NearestNeighbors
+    """Index pairs ``(i, j, cosine)`` with ``i < j``, similarity >= threshold, and different file contents.
+
+    Each image is paired with those of its :data:`NEAR_COPIES` nearest images (exact or approximate, as
+    :func:`~pipeline.audit.neighbours.nearest` chooses) that are similar enough: a picture with more near copies
+    than that keeps the closest.
+    """
+    from .neighbours import nearest
 
     if len(images) < 2:
         return []
-    nn = NearestNeighbors(radius=1.0 - threshold + 1e-6, metric="cosine", algorithm="brute").fit(vectors)
-    distances, indices = nn.radius_neighbors(vectors, sort_results=True)
-    pairs = []
-    for i, (dist, idx) in enumerate(zip(distances, indices)):
-        for d, j in zip(dist, idx):
-            if j > i and images[i].sha256 != images[j].sha256:
-                pairs.append((i, int(j), round(float(1.0 - d), 4)))
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+    distances, indices = nearest(vectors, NEAR_COPIES + 1, close_only=True)
+    pairs: dict[tuple[int, int], float] = {}  # each pair once, though found from both ends
+    for i, n in zip(*np.nonzero(distances <= 1.0 - threshold + 1e-6)):
+        a, b = sorted((int(i), int(indices[i, n])))
+        if a != b and images[a].sha256 != images[b].sha256:
+            pairs[a, b] = max(pairs.get((a, b), -1.0), round(float(1.0 - distances[i, n]), 4))
+    return sorted(((a, b, sim) for (a, b), sim in pairs.items()), key=lambda p: (-p[2], p[0], p[1]))
 
 
 def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float) -> dict[str, list]:

@@ -7,7 +7,7 @@ to no class sits between classes, so its neighbours disagree (a handful of forei
 filed under random classes, also disagree among themselves). Using the neighbours' classes, never the
 image's own, keeps mislabelled images (whose neighbours agree with each other) out of the list. The
 reported ``score`` is the raw score over the dataset's median: how many times more isolated than a
-typical image.
+typical image. Neighbours come from :func:`pipeline.audit.neighbours.nearest` (an approximate index on large sets).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from .._blas import one_blas_thread
 from .kinds import Search
+from .neighbours import nearest
 from .vectors import Rows
 
 NEIGHBOURS = 20  # whose mean distance counts
@@ -31,13 +32,10 @@ def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
     >>> outlier_scores(np.random.rand(100, 8), np.arange(100) % 2).shape
     (100,)
     """
-    from sklearn.neighbors import NearestNeighbors
-
     k = min(k, len(vectors) - 1)
     if k < 1:
         return np.zeros(len(vectors))
-    nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors)
-    distance, index = nn.kneighbors(vectors)
+    distance, index = nearest(vectors, k + 1)
     is_self = index == np.arange(len(vectors))[:, None]  # not always first: a byte-identical twin ties
     others = np.ones_like(is_self)
     others[np.arange(len(vectors)), np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)] = False

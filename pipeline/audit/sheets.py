@@ -1,5 +1,11 @@
 """Thumbnails and contact sheets: rows of pictures with captions, one PNG per group of copies and one grid per
-kind of suspicious image (label issues, outliers)."""
+kind of suspicious image (label issues, outliers).
+
+Sheets are capped (:data:`SHEET_GROUPS` groups of each kind, :data:`GROUP_IMAGES` images a group,
+:data:`SHEET_IMAGES` images a grid, the first in the
+result's order), so an audit with thousands of findings draws in seconds; the audit's
+result and the fix list stay complete.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ LINE = 16
 BACKGROUND = (255, 255, 255)
 PLACEHOLDER = (220, 220, 220)
 GRID = 6
+SHEET_GROUPS = 50  # contact sheets drawn per group kind
+SHEET_IMAGES = 96  # thumbnails in one image kind's grid (16 rows of GRID)
+GROUP_IMAGES = 24  # thumbnails on one group's sheet (a placeholder copied 1,000 times is one group)
 
 
 def thumbnail(path: Path, px: int = THUMB) -> Image.Image:
@@ -83,15 +92,19 @@ def caption(kind: ImageKind, finding: dict) -> list[str]:
 
 def sheets(kind: Kind, findings: list, root: Path) -> Iterator[tuple[str, Image.Image]]:
     """``(file name, contact sheet)`` for the findings of one kind: ``<kind>-<nnn>.png`` per group of copies, or
-    ``<kind>.png`` (a grid, most suspicious first) for a non-empty list of suspicious images."""
+    ``<kind>.png`` (a grid, most suspicious first) for a non-empty list of suspicious images; the first
+    :data:`SHEET_GROUPS` groups (of each, the first :data:`GROUP_IMAGES` images), the first :data:`SHEET_IMAGES`
+    images."""
     if isinstance(kind, ImageKind):
         if findings:
-            items = [(root / x["path"], caption(kind, x)) for x in findings]
-            yield f"{kind.name}.png", contact_sheet(items, f"{kind.title}, most suspicious first", columns=GRID)
+            items = [(root / x["path"], caption(kind, x)) for x in findings[:SHEET_IMAGES]]
+            more = f" (the first {len(items)} of {len(findings)})" if len(findings) > len(items) else ""
+            yield f"{kind.name}.png", contact_sheet(items, f"{kind.title}, most suspicious first{more}", columns=GRID)
         return
-    for n, group in enumerate(findings, 1):
-        items = [(root / g["path"], copy_caption(g)) for g in group]
-        yield f"{kind.name}-{n:03d}.png", contact_sheet(items, kind.title)
+    for n, group in enumerate(findings[:SHEET_GROUPS], 1):
+        items = [(root / g["path"], copy_caption(g)) for g in group[:GROUP_IMAGES]]
+        more = f" (the first {len(items)} of {len(group)})" if len(group) > len(items) else ""
+        yield f"{kind.name}-{n:03d}.png", contact_sheet(items, kind.title + more, columns=GRID * 2)
 
 
 def write_sheets(found: dict, root: Path, out_dir: Path) -> list[str]:

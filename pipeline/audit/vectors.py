@@ -27,11 +27,15 @@ class Rows:
 
     def originals(self) -> "Rows":
         """Only the images themselves (view 0)."""
-        keep = self.views == 0
-        return Rows([e for e, k in zip(self.images, keep) if k], self.views[keep], self.labels[keep], self.vectors[keep])
+        return self._where(self.views == 0)
 
     def in_splits(self, splits: tuple[str, ...]) -> "Rows":
-        keep = np.array([e.split in splits for e in self.images], dtype=bool)
+        return self._where(np.array([e.split in splits for e in self.images], dtype=bool))
+
+    def _where(self, keep: np.ndarray) -> "Rows":
+        """The kept rows; these same rows (no copy of the vectors) when every row is kept."""
+        if keep.all():
+            return self
         return Rows([e for e, k in zip(self.images, keep) if k], self.views[keep], self.labels[keep], self.vectors[keep])
 
 

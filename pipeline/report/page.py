@@ -21,7 +21,8 @@ from ..config import utc_now
 from ..errors import PipelineError
 
 THUMB = 128
-SHOWN_GROUPS = 20
+SHOWN_GROUPS = 20  # groups of copies, and images of each suspicious kind, shown on the page
+SHOWN_COPIES = 12  # images shown of one group of copies
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
@@ -119,8 +120,9 @@ def _audit_section(cache: str, root: Path, threshold: float) -> str:
         groups = found[kind.name]
         parts.append(f"<h3>{kind.title}: {len(groups)}</h3>")
         for group in groups[:SHOWN_GROUPS]:
-            cards = [_card(root / g["path"], copy_caption(g)) for g in group]
-            parts.append(f'<div class="group">{"".join(cards)}</div>')
+            cards = [_card(root / g["path"], copy_caption(g)) for g in group[:SHOWN_COPIES]]
+            more = f"<p>... and {len(group) - SHOWN_COPIES} more copies</p>" if len(group) > SHOWN_COPIES else ""
+            parts.append(f'<div class="group">{"".join(cards)}{more}</div>')
         if len(groups) > SHOWN_GROUPS:
             parts.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more (`transfer audit {html.escape(cache)}`).</p>")
     return "\n".join(parts + [_findings_section(cache, root, found)])
