@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from helpers import SHARED_DATA, SHARED_WEIGHTS, needs_shared
-from pipeline import backbones, converting
+from pipeline import backbones
+from pipeline.deploy import converting
 from pipeline.deploy.tolerances import INT8_MIN_TOP1, TOLERANCES
 from pipeline.parity import relative_diff, top1_agreement
 from pipeline.errors import PipelineError
