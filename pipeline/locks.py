@@ -17,7 +17,7 @@ def open_lock(lock_path: Path) -> int:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(lock_path):
             raise PipelineError(f"the lock file {lock_path} is a link; remove it and rerun") from None
         raise

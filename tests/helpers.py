@@ -97,3 +97,13 @@ class SharedExtracts:
             (cache_dir / feature_file.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copy(feature_file, cache_dir / feature_file.parent.name / feature_file.name)
         return cache_dir
+
+
+def refused(result, *words: str) -> str:
+    """The one-line error of a refused command (exit 2), which names ``words``."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared, refused
 from pipeline import extract, predict, train, write_report
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -30,16 +30,6 @@ SECRET = b"PRIVATE KEY 0123456789 do not mail"
 
 def cli(args: list[str]):
     return CliRunner().invoke(main, args)
-
-
-def refused(result, *words: str) -> str:
-    """The one-line error of a refused command (exit 2), which names ``words``."""
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

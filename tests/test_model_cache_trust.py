@@ -59,7 +59,6 @@ def cache_with(converted: dict, tmp_path: Path, model_bytes: bytes | None = None
 def substitute(shape: tuple[int, ...], fill: float | None = None) -> bytes:
     """An ONNX model taking the pipeline's input (float32 (batch, 32, 32, 3)) to features of ``shape`` per
     image: plausible numbers from the pixels, or ``fill`` everywhere."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     width = int(np.prod(shape))

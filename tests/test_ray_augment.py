@@ -13,15 +13,6 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 AUGMENT = dict(augment=2, augment_policy="flip,rotate=0.2", seed=3)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def rows(summary: dict) -> dict:
     """``{(split, path, view): (label, features)}`` of a feature file."""
     with FeatureFile(summary["cache"]) as f:
@@ -30,7 +21,7 @@ def rows(summary: dict) -> dict:
                                       f.features(s)[()])}
 
 
-def test_augmented_views_on_ray_match_local(local_ray, tiny_data, fast_args, tmp_path):
+def test_augmented_views_on_ray_match_local(ray_address, tiny_data, fast_args, tmp_path):
     local = extract(tiny_data, **fast_args, **AUGMENT)
     remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, **AUGMENT, engine="ray",
                      engine_options={"workers": 2})

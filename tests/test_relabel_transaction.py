@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import make_folder
+from helpers import make_folder, refused
 from pipeline.audit import moving
 from pipeline.audit.fixes import COLUMNS
 from pipeline.cli import main
@@ -42,15 +42,6 @@ def fixes(tmp_path) -> Path:
 
 def relabel(*args) -> object:
     return CliRunner().invoke(main, ["relabel", *map(str, args)])
-
-
-def refused(result, *words: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def failing_second_move(monkeypatch) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import make_folder
+from helpers import make_folder, refused
 from pipeline import atomic, extract, train
 from pipeline.audit.fixes import write_fix_list
 from pipeline.cli import main
@@ -20,16 +20,6 @@ from pipeline.deploy.formats import MARKER, get
 from pipeline.prediction import write_csv
 
 SECRET = "a file the victim can write: do not touch"
-
-
-def refused(result, *words: str) -> str:
-    """The one-line error of a refused command (exit 2), which names ``words``."""
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
