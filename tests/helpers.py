@@ -107,3 +107,14 @@ def refused(result, *words: str) -> str:
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
+
+
+def logreg_run(root: Path) -> dict:
+    """``{"data", "cache", "run"}``: a small synthetic folder under ``root``, its features (VGG16, random weights,
+    32 px) and a logreg run on them."""
+    from pipeline import extract, train
+
+    data = make_folder(root / "data", {"train": 5, "val": 3})
+    cache = extract(data, backbone="vgg16", image_size=32, weights="none", batch_size=8,
+                    cache_dir=str(root / "cache"))["cache"]
+    return {"data": data, "cache": cache, "run": train(cache, "logreg", runs_root=root / "runs")["run_dir"]}

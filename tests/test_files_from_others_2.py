@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared
+from helpers import SHARED_WEIGHTS, logreg_run, make_folder, make_image, needs_shared
 from pipeline import extract, train
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -23,11 +23,7 @@ from pipeline.runs import open_run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A logreg run of a small synthetic folder (VGG16, random weights, 32 px)."""
-    root = tmp_path_factory.mktemp("others2")
-    data = make_folder(root / "data", {"train": 5, "val": 3})
-    cache = extract(data, backbone="vgg16", image_size=32, weights="none", batch_size=8,
-                    cache_dir=str(root / "cache"))["cache"]
-    return Path(train(cache, "logreg", runs_root=root / "runs")["run_dir"])
+    return Path(logreg_run(tmp_path_factory.mktemp("others2"))["run"])
 
 
 def narrower(run: Path, tmp_path: Path) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import make_folder, refused
-from pipeline import atomic, extract, train
+from helpers import logreg_run, refused
+from pipeline import atomic, train
 from pipeline.audit.fixes import write_fix_list
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -32,12 +32,7 @@ def victim(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict:
     """A feature file and a logreg run of a small synthetic folder (VGG16, random weights, 32 px)."""
-    root = tmp_path_factory.mktemp("writes")
-    data = make_folder(root / "data", {"train": 5, "val": 3})
-    cache = extract(data, backbone="vgg16", image_size=32, weights="none", batch_size=8,
-                    cache_dir=str(root / "cache"))["cache"]
-    run = train(cache, "logreg", runs_root=root / "runs")["run_dir"]
-    return {"data": data, "cache": cache, "run": run}
+    return logreg_run(tmp_path_factory.mktemp("writes"))
 
 
 def plant_old_temporary_names(output: Path, victim: Path) -> None:
