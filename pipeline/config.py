@@ -20,6 +20,7 @@ PRECISIONS = ("float32", "bfloat16")
 STORE_DTYPES = ("float32", "float16")
 RUNTIMES = ("onnx", "tensorflow")  # where a frozen base runs (pipeline.runtimes); not part of the cache key
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
+IN_MEMORY_BYTES = 1 << 30  # heads train streaming when train's float32 features are larger (unless told)
 MAX_BATCH = 1024  # images per forward pass (each batch is padded to one compiled shape)
 
 # what changes the features: the cache key

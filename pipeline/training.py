@@ -8,44 +8,56 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import runs
-from .config import fingerprint, utc_now
+from .config import IN_MEMORY_BYTES, fingerprint, utc_now
 from .errors import PipelineError
 from .heads import head_class, make_head, names
+from .rows import Rows
 from .store import FeatureFile
 
 
-@dataclass
 class Features:
-    """Everything stage two reads from a feature file, loaded once."""
+    """A feature file opened for stage two: ``train`` (every row, augmented views included) and ``splits`` (the
+    images themselves, per split) as :class:`~pipeline.rows.Rows`, which read features once when held, in
+    chunks when streamed. Close it (or use ``with``) when done."""
 
-    cache: Path
-    config: dict
-    classes: list[str]
-    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # X, y, groups (image hash) over all views
-    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # X, y, paths of the images themselves
+    def __init__(self, cache: str | os.PathLike):
+        self.cache = Path(cache)
+        self._f = FeatureFile(cache)
+        try:
+            if "train" not in self._f.splits:
+                raise PipelineError(f"{cache} has no train split; extract a folder with train/ (or class folders)")
+            self.config, self.classes = self._f.config, self._f.classes
+            self.train = Rows(self._f, "train")
+            missing = [c for i, c in enumerate(self.classes) if i not in set(self.train.y.tolist())]
+            if missing:
+                raise PipelineError(f"{cache}: no train images of class {', '.join(missing)}; add some or remove the folder")
+            self.splits = {split: Rows.originals(self._f, split) for split in self._f.splits}
+            if self.splits["train"].index is None:
+                self.splits["train"] = self.train  # no augmented views: one set of rows, read once
+        except BaseException:
+            self._f.close()
+            raise
+
+    def streams(self, stream: bool | None) -> bool:
+        """Whether heads train streaming: ``stream``, or (None) when train's features exceed
+        :data:`~pipeline.config.IN_MEMORY_BYTES`."""
+        return self.train.nbytes > IN_MEMORY_BYTES if stream is None else bool(stream)
+
+    def __enter__(self) -> "Features":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
 
 
 def read_features(cache: str | os.PathLike) -> Features:
-    with FeatureFile(cache) as f:
-        if "train" not in f.splits:
-            raise PipelineError(f"{cache} has no train split; extract a folder with train/ (or class folders)")
-        X, y = f.load("train")
-        train = (X, y, f.column("train", "sha256"))
-        missing = [c for i, c in enumerate(f.classes) if i not in set(y.tolist())]
-        if missing:
-            raise PipelineError(f"{cache}: no train images of class {', '.join(missing)}; add some or remove the folder")
-        splits = {}
-        for split in f.splits:
-            Xs, ys = f.load(split, originals_only=True)
-            paths = f.column(split, "paths")[f.column(split, "view") == 0]
-            splits[split] = (Xs, ys, paths)
-        return Features(Path(cache), f.config, f.classes, train, splits)
+    """The feature file ``cache`` opened for stage two (see :class:`Features`)."""
+    return Features(cache)
 
 
 def evaluate(proba: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
@@ -62,45 +74,48 @@ def evaluate(proba: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
 
 
 def fit(features: Features, head: str = "logreg", options: dict | None = None, seed: int = 0,
-        run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs") -> dict:
-    """Fit one head on already loaded ``features`` and write its run directory (see :func:`train`)."""
+        run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
+        stream: bool | None = None) -> dict:
+    """Fit one head on opened ``features`` and write its run directory (see :func:`train`)."""
     options = dict(options or {})
     if {"seed", "random_state"} & set(options):
         raise PipelineError("pass the seed as seed=..., not among the head options")
     estimator = make_head(head, random_state=seed, **options)
     if run_dir is not None:
         runs.check_target(run_dir)  # before fitting, not after
-    X, y, groups = features.train
-    val = features.splits.get("val")
+    train, val = features.train, features.splits.get("val")
+    streaming = features.streams(stream)
     start = time.perf_counter()
-    estimator.fit(X, y, *(val[:2] if val else (None, None)), groups=groups)
+    if streaming:
+        estimator.fit_streaming(train, val)
+    else:
+        estimator.fit(train.held(), train.y, *((val.held(), val.y) if val else (None, None)), groups=train.groups)
     fit_seconds = round(time.perf_counter() - start, 3)
 
     target = Path(run_dir) if run_dir else runs.new_run_dir(features.cache, head, runs_root)
     with runs.creating(target) as out:
         metrics = _write(out, estimator, features, head, seed, fit_seconds)
     return {"run_dir": str(target), "head": head, "selected": estimator.selected(), "fit_seconds": fit_seconds,
-            "metrics": metrics}
+            "streamed": streaming, "metrics": metrics}
 
 
 def _write(out: Path, estimator, features: Features, head: str, seed: int, fit_seconds: float) -> dict:
     """The fitted head, its metrics and predictions on every split, and its config, into ``out``; returns
     the metrics. A head whose probabilities are not numbers (a diverged fit) is refused."""
-    X, y = features.train[:2]
     estimator.save(out)
     metrics, predictions = {}, {}
-    for split, (Xs, ys, paths) in features.splits.items():
-        proba = estimator.predict_proba(Xs)
+    for split, rows in features.splits.items():
+        proba, ys = estimator.predict_rows(rows), rows.y
         if not np.isfinite(proba).all():
             raise PipelineError(f"the {head} head diverged: its probabilities on {split} are not numbers "
                                 "(lower --lr, or try another head)")
         metrics[split] = {**evaluate(proba, ys, features.classes), "fit_seconds": fit_seconds}
-        predictions[split] = (paths, ys, proba)
+        predictions[split] = (rows.column("paths"), ys, proba)
     config = {
         "head": head, "params": estimator.get_params(), "selected": estimator.selected(), "seed": seed,
         "classes": features.classes, "cache": str(features.cache.resolve()), "fingerprint": fingerprint(features.config),
-        "features": runs.feature_record(features.config), "feature_shape": list(X.shape[1:]),
-        "rows": {"train": int(len(y)), **{s: int(len(v[1])) for s, v in features.splits.items() if s != "train"}},
+        "features": runs.feature_record(features.config), "feature_shape": list(features.train.shape),
+        "rows": {"train": len(features.train), **{s: len(v) for s, v in features.splits.items() if s != "train"}},
         "created": utc_now(),
     }
     runs.write_run(out, config, metrics, predictions, features.classes, getattr(estimator, "history_", None))
@@ -108,11 +123,14 @@ def _write(out: Path, estimator, features: Features, head: str, seed: int, fit_s
 
 
 def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None = None, seed: int = 0,
-          run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs") -> dict:
+          run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
+          stream: bool | None = None) -> dict:
     """Fit ``head`` on a feature file, evaluate it on every split and write a run directory.
 
     Returns what ``transfer train --json`` prints: ``run_dir``, ``head``, ``selected`` (hyperparameters
-    chosen on val or by cross-validation), ``fit_seconds`` and ``metrics`` ({split: {accuracy, ...}}).
+    chosen on val or by cross-validation), ``fit_seconds``, ``streamed`` and ``metrics`` ({split: {accuracy,
+    ...}}). ``stream``: train from chunked reads (True), from features held in memory (False), or the first
+    when train's features exceed :data:`~pipeline.config.IN_MEMORY_BYTES` (None).
 
     Examples
     --------
@@ -120,16 +138,18 @@ def train(cache: str | os.PathLike, head: str = "logreg", options: dict | None =
     >>> r["metrics"]["val"]["accuracy"]                                                                    # doctest: +SKIP
     1.0
     """
-    return fit(read_features(cache), head, options, seed, run_dir, runs_root)
+    with read_features(cache) as features:
+        return fit(features, head, options, seed, run_dir, runs_root, stream)
 
 
 def compare(cache: str | os.PathLike, heads=None, seed: int = 0, runs_root: str | os.PathLike = "runs",
-            options: dict | None = None) -> list[dict]:
+            options: dict | None = None, stream: bool | None = None) -> list[dict]:
     """Fit ``heads`` (default: every head) on the same cached features (read once): one row per head with
     ``head``, ``val_accuracy``, ``test_accuracy`` (None when the split is absent), ``fit_seconds``, ``run_dir``.
 
     Each head gets the ``options`` it declares (``{"class_weight": "balanced"}`` weighs logreg, svm and
-    dense, not knn); an option none of ``heads`` declares is refused."""
+    dense, not knn); an option none of ``heads`` declares is refused. When heads train streaming (``stream``,
+    as in :func:`train`), a head that cannot is not fitted: its row says why under ``skipped``."""
     if heads is None:
         heads = names()
     heads = [heads] if isinstance(heads, str) else list(heads)
@@ -141,15 +161,19 @@ def compare(cache: str | os.PathLike, heads=None, seed: int = 0, runs_root: str 
     if unused:
         flags = ", ".join("--" + k.replace("_", "-") for k in unused)
         raise PipelineError(f"none of the heads compared ({', '.join(heads)}) takes {flags}")
-    features = read_features(cache)
     rows = []
-    for head in heads:
-        own = {k: v for k, v in (options or {}).items() if k in declared[head]}
-        result = fit(features, head, own, seed=seed, runs_root=runs_root)
-        m = result["metrics"]
-        rows.append({"head": head, "val_accuracy": m.get("val", {}).get("accuracy"),
-                     "test_accuracy": m.get("test", {}).get("accuracy"), "fit_seconds": result["fit_seconds"],
-                     "run_dir": result["run_dir"]})
+    with read_features(cache) as features:
+        for head in heads:
+            if features.streams(stream) and not head_class(head).streams():
+                rows.append({"head": head, "val_accuracy": None, "test_accuracy": None, "fit_seconds": None,
+                             "run_dir": None, "skipped": f"{head} cannot train streaming (--no-stream holds the "
+                                                         f"features in memory: {features.train.nbytes / 2**30:.1f} GiB)"})
+                continue
+            own = {k: v for k, v in (options or {}).items() if k in declared[head]}
+            m = (result := fit(features, head, own, seed, runs_root=runs_root, stream=stream))["metrics"]
+            rows.append({"head": head, "val_accuracy": m.get("val", {}).get("accuracy"),
+                         "test_accuracy": m.get("test", {}).get("accuracy"), "fit_seconds": result["fit_seconds"],
+                         "run_dir": result["run_dir"]})
     return rows
 
 
@@ -158,6 +182,6 @@ def evaluate_run(run_dir: str | os.PathLike, cache: str | os.PathLike) -> dict:
     run = runs.open_run(run_dir)
     with FeatureFile(cache) as f:
         run.check(f.config, f.classes, str(cache))
-    features = read_features(cache)
     head = run.head()
-    return {split: evaluate(head.predict_proba(X), y, run.classes) for split, (X, y, _) in features.splits.items()}
+    with read_features(cache) as features:
+        return {split: evaluate(head.predict_rows(rows), rows.y, run.classes) for split, rows in features.splits.items()}

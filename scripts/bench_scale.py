@@ -1,7 +1,8 @@
-"""Wall time and peak memory of each command at scale, each run as a fresh `transfer` process.
+"""Wall time, CPU time and peak memory of each command at scale, each run as a fresh `transfer` process.
 
-    .venv/bin/python scripts/bench_scale.py N [--steps extract] [--backbone mobilenet_v2] [--image-size 96]
-                                              [--pooling avg] [--weights none] [--workdir DIR]
+    .venv/bin/python scripts/bench_scale.py N [--steps extract,train,compare,audit,report] [--rows]
+                                              [--heads logreg,dense,svm,knn] [--backbone mobilenet_v2]
+                                              [--image-size 96] [--pooling avg] [--weights none] [--workdir DIR]
 
 Synthesizes N small photos (64x64 JPEG noise around one colour per class, 80/20 train/val) in a temporary
 folder, then measures, each in its own process, what a batch script would run night after night:
@@ -9,12 +10,18 @@ folder, then measures, each in its own process, what a batch script would run ni
 - ``extract cold``: every photo read, hashed and computed;
 - ``extract no-op``: nothing changed: the stat index vouches for every photo, none is read, nothing is computed
   or written;
-- ``extract +10``: 10 new photos: exactly those are read and computed.
+- ``extract +10``: 10 new photos: exactly those are read and computed;
+- ``train <head>`` per head of ``--heads``, ``compare`` (the same heads), ``audit`` (contact sheets and fix
+  list), ``report`` (of the first head's run), on the extracted features.
 
-Each row prints the process's wall time (start-up and imports included) and its peak resident memory
-(``ru_maxrss`` from ``wait4``), beside what the command says it did (``computed``, ``hashed``). Photos are
-made older than the stat index's racy window before the cold run, as a nightly run would find them.
-Other commands of the scale issue (train per head, compare, audit, report) are one function each in ``STEPS``.
+With ``--rows`` no photos are made: the stage-two steps run on a feature file of N rows written in the
+documented layout (``scripts/bench_audit_scale.py``'s: MobileNetV2-shaped pooled rows, 10 classes, 80/10/10
+train/val/test, 3% of labels flipped, planted copies), so N can be a million.
+
+Each row prints the process's wall time (start-up and imports included), its CPU time (user + system, which a
+shared machine disturbs less) and its peak resident memory (``ru_maxrss`` from ``wait4``), beside what the
+command says it did. Photos are made older than the stat index's racy window before the cold run, as a
+nightly run would find them. Each command is one function in ``STEPS``.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class Measured:
 
     work: str
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     did: str = ""
 
@@ -80,8 +88,16 @@ def write_photos(root: Path, start: int, stop: int, size: int = 64) -> None:
         Image.fromarray(pixels).save(path, quality=90)
 
 
-def transfer(args: list[str]) -> tuple[dict, float, float]:
-    """``transfer ARGS --json`` in a fresh process: its summary, wall seconds and peak resident MB."""
+class Refused(Exception):
+    """A command that exited 2 (a clear refusal): its message, wall seconds, CPU seconds and peak MB."""
+
+    def __init__(self, message: str, seconds: float, usage):
+        super().__init__(message)
+        self.seconds, self.cpu, self.peak = seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def transfer(args: list[str]) -> tuple[dict, float, float, float]:
+    """``transfer ARGS --json`` in a fresh process: its summary, wall seconds, CPU seconds and peak resident MB."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--json"], stdout=out, stderr=err)
@@ -89,9 +105,11 @@ def transfer(args: list[str]) -> tuple[dict, float, float]:
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
+        if proc.returncode == 2:  # a refusal the user can act on, e.g. knn asked to train streaming
+            raise Refused(err.read().decode().strip().splitlines()[-1], seconds, usage)
         if proc.returncode:
             sys.exit(f"transfer {' '.join(args)} exited {proc.returncode}:\n{err.read().decode()[-3000:]}")
-        return json.loads(out.read()), seconds, usage.ru_maxrss / 1024  # Linux: KB
+        return json.loads(out.read()), seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # KB
 
 
 def extract_rows(bench: Bench) -> list[Measured]:
@@ -104,8 +122,8 @@ def extract_rows(bench: Bench) -> list[Measured]:
     rows = []
 
     def run(work: str) -> dict:
-        summary, seconds, peak = transfer(command)
-        rows.append(Measured(work, seconds, peak, f"computed {summary['computed']}, hashed {summary['hashed']}, "
+        summary, seconds, cpu, peak = transfer(command)
+        rows.append(Measured(work, seconds, cpu, peak, f"computed {summary['computed']}, hashed {summary['hashed']}, "
                                                    f"hash {summary['timings']['hash']:.2f} s, "
                                                    f"commit {summary['timings']['commit']:.2f} s"))
         return summary
@@ -117,19 +135,87 @@ def extract_rows(bench: Bench) -> list[Measured]:
     return rows
 
 
-STEPS: dict[str, Callable[[Bench], list[Measured]]] = {"extract": extract_rows}
+def features(bench: Bench) -> str:
+    """The feature file the stage-two steps read: the extracted one, or N synthetic rows (written once)."""
+    if "features" not in bench.made:
+        from bench_audit_scale import write_cache
+
+        path = bench.work / "synthetic.h5"
+        started = time.perf_counter()
+        bench.made["planted"] = write_cache(path, bench.n)
+        print(f"bench_scale: {bench.n} rows written in {time.perf_counter() - started:.1f} s", flush=True)
+        bench.made["features"] = str(path)
+    return bench.made["features"]
+
+
+def accuracy(metrics: dict, split: str) -> str:
+    value = metrics.get(split, {}).get("accuracy")
+    return "" if value is None else f"{split} {100 * value:.2f}%"
+
+
+def train_rows(bench: Bench) -> list[Measured]:
+    """``train`` of each head of ``--heads``; a head refused (knn streaming) is a row saying so."""
+    rows = []
+    for head in bench.args.heads.split(","):
+        command = ["train", features(bench), "--head", head, "--runs-root", str(bench.work / "runs")]
+        try:
+            r, seconds, cpu, peak = transfer(command)
+        except Refused as refusal:
+            rows.append(Measured(f"train {head}", refusal.seconds, refusal.cpu, refusal.peak, f"refused: {refusal}"))
+            continue
+        bench.made.setdefault("run", r["run_dir"])
+        did = ", ".join(filter(None, [accuracy(r["metrics"], "val"), accuracy(r["metrics"], "test"),
+                                      "streamed" if r["streamed"] else "in memory", f"fit {r['fit_seconds']:.1f} s"]))
+        rows.append(Measured(f"train {head}", seconds, cpu, peak, did))
+    return rows
+
+
+def compare_rows(bench: Bench) -> list[Measured]:
+    r, seconds, cpu, peak = transfer(["compare", features(bench), "--heads", bench.args.heads,
+                                      "--runs-root", str(bench.work / "runs")])
+    did = "; ".join(f"{x['head']} skipped" if "skipped" in x else
+                    f"{x['head']} val {100 * (x['val_accuracy'] or 0):.2f}%" for x in r)
+    return [Measured("compare", seconds, cpu, peak, did)]
+
+
+def audit_rows(bench: Bench) -> list[Measured]:
+    r, seconds, cpu, peak = transfer(["audit", features(bench), "--output", str(bench.work / "sheets"),
+                                      "--fix-list", str(bench.work / "fixes.csv")])
+    found = {x["path"] for x in r["label_issues"]}
+    did = f"{len(found)} label issues"
+    flipped = bench.made.get("planted", {}).get("flipped")
+    if flipped:
+        hit = len(found & flipped)
+        did += f", recall {hit / len(flipped):.3f}, precision {hit / max(1, len(found)):.3f}"
+    return [Measured("audit", seconds, cpu, peak, did)]
+
+
+def report_rows(bench: Bench) -> list[Measured]:
+    if "run" not in bench.made:
+        train_rows(bench)
+    r, seconds, cpu, peak = transfer(["report", bench.made["run"], "--output", str(bench.work / "report.html")])
+    return [Measured("report", seconds, cpu, peak, f"page {r['bytes'] / 1e6:.1f} MB")]
+
+
+STEPS: dict[str, Callable[[Bench], list[Measured]]] = {
+    "extract": extract_rows, "train": train_rows, "compare": compare_rows, "audit": audit_rows,
+    "report": report_rows}
 
 
 def table(n: int, rows: list[Measured]) -> str:
-    lines = ["| work | N | wall s | peak RSS MB | what it did |", "|---|---|---|---|---|"]
-    lines += [f"| {r.work} | {n} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |" for r in rows]
+    lines = ["| work | N | wall s | CPU s | peak RSS MB | what it did |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.work} | {n} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |"
+              for r in rows]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("n", type=int, help="photos to synthesize")
+    parser.add_argument("n", type=int, help="photos (or, with --rows, feature rows) to synthesize")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of: {', '.join(STEPS)}")
+    parser.add_argument("--rows", action="store_true", help="N synthetic feature rows instead of photos "
+                                                            "(the stage-two steps only)")
+    parser.add_argument("--heads", default="logreg,dense,svm,knn", help="heads to train and compare")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--pooling", default="avg")
@@ -138,7 +224,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="an empty folder to keep photos and cache in "
                                                          "(default: a temporary folder, deleted)")
     args = parser.parse_args()
-    steps = [s for s in args.steps.split(",") if s]
+    steps = [s for s in args.steps.split(",") if s and not (args.rows and s == "extract")]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {', '.join(STEPS)}")
@@ -147,12 +233,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_scale-") as tmp:
         bench = Bench(args.n, args, Path(args.workdir or tmp))
-        started = time.perf_counter()
-        write_photos(bench.data, 0, args.n)
-        print(f"bench_scale: {args.n} photos written in {time.perf_counter() - started:.1f} s; {args.backbone} "
-              f"{args.image_size} px pooling {args.pooling}, weights {args.weights}; "
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
-        time.sleep(RACY_WINDOW_S)
+        bench.work.mkdir(parents=True, exist_ok=True)
+        if not args.rows:
+            started = time.perf_counter()
+            write_photos(bench.data, 0, args.n)
+            print(f"bench_scale: {args.n} photos written in {time.perf_counter() - started:.1f} s; {args.backbone} "
+                  f"{args.image_size} px pooling {args.pooling}, weights {args.weights}", flush=True)
+            time.sleep(RACY_WINDOW_S)
+        print(f"bench_scale: load average {os.getloadavg()[0]:.2f}", flush=True)
         rows = [row for step in steps for row in STEPS[step](bench)]
     print(table(args.n, rows))
 

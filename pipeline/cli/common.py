@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from ..config import RUNTIME_CHOICES
+from ..config import IN_MEMORY_BYTES, RUNTIME_CHOICES
 from ..errors import PipelineError
 
 
@@ -129,6 +129,10 @@ runs_root_option = click.option("--runs-root", default="runs", show_default=True
 weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFER_WEIGHTS_DIR",
                                   help="Folder holding Keras weight files (checked before downloading). "
                                        "[env: TRANSFER_WEIGHTS_DIR]")
+stream_option = click.option("--stream/--no-stream", default=None,
+                             help="Train heads from chunked reads of the feature file (flat memory) or from features "
+                                  "held in memory. "
+                                  f"[default: stream when train's features exceed {IN_MEMORY_BYTES / 2**30:g} GiB]")
 runtime_option = click.option("--runtime", default="auto", show_default=True, type=click.Choice(RUNTIME_CHOICES),
                               help="Where the frozen base runs: auto picks ONNX Runtime or TensorFlow per backbone "
                                    "(TensorFlow on a GPU and for bfloat16); converted bases are cached in "

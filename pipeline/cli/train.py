@@ -6,7 +6,8 @@ import click
 
 from ..deploy.formats import FORMATS as EXPORT_FORMATS
 from ..heads import names as head_names
-from .common import emit, json_option, runs_root_option, runtime_option, seed_option, warn, weights_dir_option
+from .common import (emit, json_option, runs_root_option, runtime_option, seed_option, stream_option, warn,
+                     weights_dir_option)
 from .head_options import HeadOptionsCommand
 
 
@@ -20,15 +21,17 @@ def _accuracy(value) -> str:
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="[default: runs/<cache>-<head>-<time>]")
 @runs_root_option
 @seed_option()
+@stream_option
 @json_option
-def train(cache_file: str, head: str, run_dir: str | None, runs_root: str, seed: int, as_json: bool, **options) -> None:
+def train(cache_file: str, head: str, run_dir: str | None, runs_root: str, seed: int, stream: bool | None,
+          as_json: bool, **options) -> None:
     """Stage two: fit a head on cached features, evaluate it per split, save a run directory.
 
     The head's own options follow the common ones; each applies to the heads its help names."""
     from ..training import train as run
 
     options = {k: v for k, v in options.items() if v is not None}
-    emit(run(cache_file, head, options, seed, run_dir, runs_root), as_json, _train_text)
+    emit(run(cache_file, head, options, seed, run_dir, runs_root, stream), as_json, _train_text)
 
 
 def _train_text(r: dict) -> str:
@@ -44,30 +47,33 @@ def _train_text(r: dict) -> str:
 @click.option("--heads", default=",".join(head_names()), show_default=True, help="Comma-separated heads to fit.")
 @runs_root_option
 @seed_option()
+@stream_option
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the HTML report of these runs here (see `transfer report`).")
 @json_option
-def compare(cache_file: str, heads: str, runs_root: str, seed: int, report_path: str | None, as_json: bool,
-            **options) -> None:
+def compare(cache_file: str, heads: str, runs_root: str, seed: int, stream: bool | None, report_path: str | None,
+            as_json: bool, **options) -> None:
     """Fit several heads on the same cached features and print one table.
 
     A head option goes to the heads that take it (--class-weight balanced: logreg, svm and dense)."""
     from ..training import compare as run
 
     options = {k: v for k, v in options.items() if v is not None}
-    rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root, options)
+    rows = run(cache_file, [h.strip() for h in heads.split(",") if h.strip()], seed, runs_root, options, stream)
     emit(rows, as_json, comparison_table)
     if report_path:
         from ..report import write_report
 
-        click.echo(f"report: {write_report([r['run_dir'] for r in rows], report_path)['report']}", err=True)
+        runs = [r["run_dir"] for r in rows if r["run_dir"]]
+        click.echo(f"report: {write_report(runs, report_path)['report']}", err=True)
 
 
 def comparison_table(rows: list[dict]) -> str:
     """head | val accuracy | test accuracy | fit seconds, one line per head."""
     lines = [f"{'head':<8} {'val acc':>8} {'test acc':>9} {'fit s':>7}  run"]
     lines += [f"{r['head']:<8} {_accuracy(r['val_accuracy']):>8} {_accuracy(r['test_accuracy']):>9} "
-              f"{r['fit_seconds']:>7.2f}  {r['run_dir']}" for r in rows]
+              + (f"{'-':>7}  skipped: {r['skipped']}" if "skipped" in r else f"{r['fit_seconds']:>7.2f}  {r['run_dir']}")
+              for r in rows]
     return "\n".join(lines)
 
 

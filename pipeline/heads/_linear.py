@@ -41,6 +41,13 @@ def fold(scaler: StandardScaler, coef: np.ndarray, intercept: np.ndarray) -> tup
     return folded, intercept - folded @ scaler.mean_
 
 
+def refold(scaler: StandardScaler, into: StandardScaler, coef: np.ndarray,
+           intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients on rows standardized by ``scaler`` as the same function of rows standardized by ``into``."""
+    folded, b = fold(scaler, coef, intercept)
+    return folded * into.scale_[None, :], b + folded @ into.mean_
+
+
 def flatten(feature_shape) -> list:
     """A Keras ``Flatten`` when the features are maps (nothing for pooled vectors)."""
     import keras

@@ -4,7 +4,7 @@ the hyperparameters chosen, export as Keras layers)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -14,6 +14,9 @@ from ..atomic import replacing
 from ..errors import PipelineError
 from ._fitting import predict_data
 from ._options import Option, declared
+
+if TYPE_CHECKING:
+    from ..rows import Rows
 
 
 class Head(ClassifierMixin, BaseEstimator):
@@ -34,6 +37,24 @@ class Head(ClassifierMixin, BaseEstimator):
     def options(cls) -> tuple[Option, ...]:
         """The options this head declares for the command line (see :mod:`pipeline.heads._options`)."""
         return declared(cls)
+
+    @classmethod
+    def streams(cls) -> bool:
+        """Whether this head trains without holding its rows in memory (it overrides ``fit_streaming``)."""
+        return cls.fit_streaming is not Head.fit_streaming
+
+    def fit_streaming(self, train: Rows, val: Rows | None = None) -> "Head":
+        """Fit on feature-file rows without holding them in memory (heads that can override this)."""
+        from . import head_class, names
+
+        streaming = [n for n in names() if head_class(n).streams()]
+        raise PipelineError(f"a {self.name} head holds its train rows in memory ({train.nbytes / 2**30:.1f} GiB "
+                            f"here): train it with --no-stream, or use --head {' or '.join(streaming)}")
+
+    def predict_rows(self, rows: Rows) -> np.ndarray:
+        """Probabilities of every row of ``rows``, predicted chunk by chunk."""
+        parts = [self.predict_proba(X) for X, _ in rows.chunks()]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per sample, columns in the order of ``classes_``."""

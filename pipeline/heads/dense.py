@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from ..errors import PipelineError
 from ._fitting import balanced, fit_data, kfold
 from ._options import CLASS_WEIGHT, Option
 from .base import Head
+
+if TYPE_CHECKING:
+    from ..rows import Rows
 
 
 def parse_units(units) -> tuple[int, ...]:
@@ -59,6 +62,28 @@ def network_arrays(model) -> dict[str, np.ndarray]:
     return arrays
 
 
+VAL_BATCH = 4096  # rows per batch when a streamed val is evaluated
+STEPS_PER_CALL = 32  # training steps per compiled call: a small network would otherwise spend its time in the loop
+
+
+def batches(rows: Rows, classes: np.ndarray, size: int, class_weight: dict, rng: np.random.Generator | None):
+    """A ``tf.data`` pass over ``rows`` in ``ceil(len(rows) / size)`` batches (class indices as labels, and
+    per-row weights given class weights), read chunk by chunk, shuffled anew each pass when ``rng`` is given."""
+    import tensorflow as tf
+
+    weight_of = np.array([class_weight.get(c, 1.0) for c in classes.tolist()], np.float32)
+
+    def chunks():
+        for X, y in rows.chunks(rng):
+            y = np.searchsorted(classes, y)
+            yield (X, y, weight_of[y]) if class_weight else (X, y)
+
+    spec = (tf.TensorSpec((None, *rows.shape), tf.float32), tf.TensorSpec((None,), tf.int64))
+    spec += (tf.TensorSpec((None,), tf.float32),) if class_weight else ()
+    return (tf.data.Dataset.from_generator(chunks, output_signature=spec).rebatch(size)
+            .apply(tf.data.experimental.assert_cardinality(-(-len(rows) // size))).prefetch(2))
+
+
 class DenseHead(Head):
     """Keras: Normalization, Flatten when the features are maps, ``Dense(units, relu)`` + ``Dropout`` per
     entry of ``units``, ``Dense(classes, softmax)``; early stopping on val with the best weights restored.
@@ -100,32 +125,59 @@ class DenseHead(Head):
             optimizer = keras.optimizers.get({"class_name": self.optimizer, "config": {"learning_rate": self.lr}})
         except ValueError:
             raise PipelineError(f"--optimizer {self.optimizer!r} is not a Keras optimizer (try adam, rmsprop, sgd)") from None
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      steps_per_execution=STEPS_PER_CALL)
         return model
 
-    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
-        import keras
+    def _check(self) -> None:
+        if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
+            raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
+                                "--batch-size of 1 or more")
 
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "DenseHead":
         shape = np.asarray(X).shape[1:]  # feature maps stay maps: the network flattens them itself
         X, y, X_val, y_val = fit_data(self, X, y, X_val, y_val)
         self.classes_, y = np.unique(y, return_inverse=True)  # the network learns class indices
         y_val = None if y_val is None else np.searchsorted(self.classes_, y_val)
         X, X_val = X.reshape(-1, *shape), None if X_val is None else X_val.reshape(-1, *shape)
-        if not (0 < self.lr < math.inf and 0 <= self.dropout < 1 and self.epochs >= 1 and self.batch_size >= 1):
-            raise PipelineError(f"dense needs --lr above 0 (got {self.lr}), --dropout in [0, 1), --epochs and "
-                                "--batch-size of 1 or more")
+        self._check()
         if X_val is None or len(X_val) == 0:
             train, held = kfold(y, groups, self.random_state, 5)[0]
             X, y, X_val, y_val = X[train], y[train], X[held], y[held]
-        keras.utils.set_random_seed(self.random_state)
-        self.model_ = self._build(X, len(self.classes_))
         weights = by_index(balanced(self.class_weight, self.classes_[y]), self.classes_)
+        return self._train(X, len(self.classes_), dict(x=X, y=y, validation_data=(X_val, y_val),
+                                                       batch_size=self.batch_size, class_weight=weights))
+
+    def fit_streaming(self, train: Rows, val: Rows | None = None) -> "DenseHead":
+        """Batches read from the feature file in shuffled chunks, validated on val streamed the same way; the
+        standardization adapted on a random sample of train."""
+        from ._streaming import samples
+
+        self._check()
+        self.classes_ = np.unique(train.y)
+        if val is None or len(val) == 0:
+            kept, held = kfold(train.y, train.groups, self.random_state, 5)[0]
+            train, val = train.subset(np.sort(kept)), train.subset(np.sort(held))
+        sample = samples(train, None, self.random_state)[1]
+        self.n_features_in_ = int(np.prod(train.shape))
+        weights = balanced(self.class_weight, train.y) or {}
+        shuffled = np.random.default_rng(self.random_state)
+        return self._train(sample, len(self.classes_), dict(
+            x=batches(train, self.classes_, self.batch_size, weights, shuffled),
+            validation_data=batches(val, self.classes_, VAL_BATCH, {}, None), shuffle=False))
+
+    def _train(self, X_adapt: np.ndarray, n_classes: int, data: dict) -> "DenseHead":
+        """Build the network (standardization adapted on ``X_adapt``) and fit it on ``data`` (``model.fit``'s
+        arguments) with early stopping on val."""
+        import keras
+
+        keras.utils.set_random_seed(self.random_state)
+        self.model_ = self._build(X_adapt, n_classes)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)]
         if self.tensorboard:
             _require_tensorboard()
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
-        history = self.model_.fit(X, y, validation_data=(X_val, y_val), epochs=self.epochs,
-                                  batch_size=self.batch_size, class_weight=weights, callbacks=callbacks, verbose=0)
+        history = self.model_.fit(**data, epochs=self.epochs, callbacks=callbacks, verbose=0)
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
         return self

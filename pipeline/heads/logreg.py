@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from .._blas import one_blas_thread
 from .._fixed_dense import softmax_dense
-from . import _linear
+from . import _linear, _streaming
 from ._fitting import balanced, selection_data
 from ._options import CLASS_WEIGHT
 from .base import Head
+
+if TYPE_CHECKING:
+    from ..rows import Rows
 
 
 class LogRegHead(Head):
@@ -44,6 +48,21 @@ class LogRegHead(Head):
         self.n_iter_ = int(np.max(fitted.n_iter_))  # the longest of its fits
         self.model_ = _linear.linear(LogisticRegression, fitted.coef_, fitted.intercept_, fitted.classes_, C=self.C_)
         self.classes_ = fitted.classes_
+        return self
+
+    def fit_streaming(self, train: Rows, val: Rows | None = None) -> "LogRegHead":
+        """``C`` chosen as ``fit`` chooses it, on a random sample of train (and of val); then every train row
+        fitted at that ``C`` by chunked L-BFGS, warm-started from the sample's coefficients."""
+        scaler, X, y, groups, X_val, y_val = _streaming.samples(train, val, self.random_state)
+        on_sample = clone(self).fit(X, y, X_val, y_val, groups=groups)
+        coef, intercept = _linear.refold(on_sample.scaler_, scaler, on_sample.model_.coef_, on_sample.model_.intercept_)
+        classes = on_sample.classes_
+        loss = _streaming.logistic_loss if len(classes) == 2 else _streaming.softmax_loss
+        coef, intercept, self.n_iter_ = _streaming.fit_full(train, scaler, loss, coef, intercept, classes,
+                                                            on_sample.C_, balanced(self.class_weight, train.y),
+                                                            self.max_iter)
+        self.scaler_, self.C_, self.classes_, self.n_features_in_ = scaler, on_sample.C_, classes, coef.shape[1]
+        self.model_ = _linear.linear(LogisticRegression, coef, intercept, classes, C=self.C_)
         return self
 
     def _predict_proba(self, X) -> np.ndarray:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.svm import LinearSVC
 
 from .._blas import one_blas_thread
 from .._fixed_dense import fixed_dense, softmax_dense
-from . import _linear
+from . import _linear, _streaming
 from ._fitting import balanced, kfold, selection_data
 from ._options import CLASS_WEIGHT
 from .base import Head
+
+if TYPE_CHECKING:
+    from ..rows import Rows
 
 
 class SVMHead(Head):
@@ -49,6 +53,25 @@ class SVMHead(Head):
         calibrator = LogisticRegression(max_iter=1000, class_weight=balanced(self.class_weight, y))
         self.calibrator_ = calibrator.fit(decisions.reshape(len(y_cal), -1), y_cal)
         self.classes_ = self.svc_.classes_
+        return self
+
+    def fit_streaming(self, train: Rows, val: Rows | None = None) -> "SVMHead":
+        """``C`` and the calibration as ``fit`` makes them, on a random sample of train (and of val); then every
+        train row fitted at that ``C`` by chunked L-BFGS on the SVM's squared hinge, warm-started from the
+        sample's coefficients, and the calibration refitted on the sample of val when there is one."""
+        scaler, X, y, groups, X_val, y_val = _streaming.samples(train, val, self.random_state)
+        on_sample = clone(self).fit(X, y, X_val, y_val, groups=groups)
+        coef, intercept = _linear.refold(on_sample.scaler_, scaler, on_sample.svc_.coef_, on_sample.svc_.intercept_)
+        self.classes_, self.C_, self.scaler_ = on_sample.classes_, on_sample.C_, scaler
+        coef, intercept, _ = _streaming.fit_full(train, scaler, _streaming.squared_hinge_loss, coef, intercept,
+                                                 self.classes_, self.C_, balanced(self.class_weight, train.y),
+                                                 max_iter=1000, penalize_intercept=True)
+        self.svc_ = _linear.linear(LinearSVC, coef, intercept, self.classes_, C=self.C_)
+        self.calibrator_, self.n_features_in_ = on_sample.calibrator_, coef.shape[1]
+        if X_val is not None:
+            decisions = self.svc_.decision_function(_streaming.standardize(scaler, X_val))
+            calibrator = LogisticRegression(max_iter=1000, class_weight=balanced(self.class_weight, train.y))
+            self.calibrator_ = calibrator.fit(decisions.reshape(len(y_val), -1), y_val)
         return self
 
     def _search_C(self, X, y, X_val, y_val, groups) -> float:
