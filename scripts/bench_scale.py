@@ -135,15 +135,26 @@ def extract_rows(bench: Bench) -> list[Measured]:
     return rows
 
 
-def features(bench: Bench) -> str:
-    """The feature file the stage-two steps read: the extracted one, or N synthetic rows (written once)."""
-    if "features" not in bench.made:
-        from bench_audit_scale import write_cache
+SYNTHESIZE = """
+import json, sys
+from pathlib import Path
+from bench_audit_scale import write_cache
+planted = write_cache(Path(sys.argv[1]), int(sys.argv[2]))
+Path(sys.argv[3]).write_text(json.dumps({k: sorted(v) for k, v in planted.items()}))
+"""
 
-        path = bench.work / "synthetic.h5"
-        started = time.perf_counter()
-        bench.made["planted"] = write_cache(path, bench.n)
-        print(f"bench_scale: {bench.n} rows written in {time.perf_counter() - started:.1f} s", flush=True)
+
+def features(bench: Bench) -> str:
+    """The feature file the stage-two steps read: the extracted one, or N synthetic rows (written once, by a child
+    process: a child's peak RSS counts its parent's at the fork, so this process stays small)."""
+    if "features" not in bench.made:
+        path, planted = bench.work / "synthetic.h5", bench.work / "planted.json"
+        if not (path.exists() and planted.exists()):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", SYNTHESIZE, str(path), str(bench.n), str(planted)], check=True,
+                           cwd=Path(__file__).parent)
+            print(f"bench_scale: {bench.n} rows written in {time.perf_counter() - started:.1f} s", flush=True)
+        bench.made["planted"] = {k: set(v) for k, v in json.loads(planted.read_text()).items()}
         bench.made["features"] = str(path)
     return bench.made["features"]
 
@@ -221,14 +232,15 @@ def main() -> None:
     parser.add_argument("--pooling", default="avg")
     parser.add_argument("--weights", default="none", help="none (random init: same speed), imagenet or a file")
     parser.add_argument("--weights-dir", default=None)
-    parser.add_argument("--workdir", default=None, help="an empty folder to keep photos and cache in "
-                                                         "(default: a temporary folder, deleted)")
+    parser.add_argument("--workdir", default=None, help="an empty folder to keep photos and cache in (default: a "
+                                                         "temporary folder, deleted); with --rows, a folder whose "
+                                                         "synthetic.h5 and planted.json a run left are reused")
     args = parser.parse_args()
     steps = [s for s in args.steps.split(",") if s and not (args.rows and s == "extract")]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {', '.join(STEPS)}")
-    if args.workdir and Path(args.workdir).exists() and any(Path(args.workdir).iterdir()):
+    if args.workdir and Path(args.workdir).exists() and any(Path(args.workdir).iterdir()) and not args.rows:
         parser.error(f"--workdir {args.workdir} is not empty")
 
     with tempfile.TemporaryDirectory(prefix="bench_scale-") as tmp:

@@ -108,3 +108,26 @@ def test_knn_refuses_to_stream_and_compare_skips_it(tmp_path):
     assert rows[0]["run_dir"] and rows[0]["val_accuracy"] > 0.9
     assert rows[1]["run_dir"] is None and "cannot train streaming" in rows[1]["skipped"]
     assert [p.name.split("-")[-3] for p in (tmp_path / "runs").iterdir()] == ["logreg"]
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_chunked_lbfgs_reaches_scikit_learns_logistic_regression(tmp_path, small_chunks, classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.heads import _streaming
+
+    with FeatureFile(feature_file(tmp_path / "f.h5")) as f:
+        rows = Rows(f, "train")
+        keep = np.flatnonzero(rows.y < classes)
+        rows = rows.subset(keep)
+        X, y = rows.held(), rows.y
+        scaler = StandardScaler().fit(X)
+        reference = LogisticRegression(C=0.05, tol=1e-8, max_iter=5000).fit(scaler.transform(X), y)
+        labels = np.unique(y)
+        loss = _streaming.logistic_loss if classes == 2 else _streaming.softmax_loss
+        columns = 1 if classes == 2 else classes
+        coef, intercept, _ = _streaming.fit_full(Rows(f, "train").subset(keep), scaler, loss,
+                                                 np.zeros((columns, DIM)), np.zeros(columns), labels, 0.05, None, 500)
+    np.testing.assert_allclose(coef, reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(intercept, reference.intercept_, atol=2e-3)

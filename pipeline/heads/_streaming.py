@@ -85,16 +85,19 @@ def fit_full(rows: Rows, scaler: StandardScaler, loss: Loss, coef: np.ndarray, i
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         W, b = theta[:-columns].reshape(columns, width), theta[-columns:]
-        W32, b32 = W.astype(np.float32), b.astype(np.float32)
-        value, gW, gb = 0.0, np.zeros((columns, width)), np.zeros(columns)
+        # scores of standardized rows, (x - mean) / scale @ W.T + b, computed on the rows as read
+        W_raw = (W / scaler.scale_).astype(np.float32)
+        b_raw = (b - W_raw @ scaler.mean_).astype(np.float32)
+        value, g_raw, gb = 0.0, np.zeros((columns, width)), np.zeros(columns)
         for X, y in rows.chunks():
-            Z = standardize(scaler, X)
-            losses, grad = loss(Z @ W32.T + b32, targets(y, classes, columns))
+            X = X.reshape(len(X), -1)
+            losses, grad = loss(X @ W_raw.T + b_raw, targets(y, classes, columns))
             w = weight_of[np.searchsorted(classes, y)]
             value += float(w @ losses)
             grad = (grad * w[:, None]).astype(np.float32)
-            gW += grad.T @ Z
+            g_raw += grad.T @ X
             gb += grad.sum(axis=0)
+        gW = (g_raw - np.outer(gb, scaler.mean_)) / scaler.scale_  # back to standardized coordinates
         b_penalty = b if penalize_intercept else 0 * b
         value = value / n + ((W ** 2).sum() + (b_penalty ** 2).sum()) / (2 * C * n)
         return value, np.concatenate([(gW / n + W / (C * n)).ravel(), gb / n + b_penalty / (C * n)])

@@ -27,7 +27,8 @@ class Head(ClassifierMixin, BaseEstimator):
     ``fit(X, y, X_val=None, y_val=None, groups=None)`` (checking the data with ``_fitting.fit_data``, which
     sets ``n_features_in_``), sets ``classes_`` and implements ``_predict_proba`` on checked rows.
     Its fitted state is saved as plain arrays through ``state`` / ``restore``, unless it overrides
-    ``_save`` and ``load``; it is exportable when it implements ``_export_layers``. Every public method
+    ``_save`` and ``load``; it is exportable when it implements ``_export_layers``, and trains on rows that do
+    not fit in memory when it implements ``fit_streaming`` (:mod:`pipeline.rows`). Every public method
     of a fitted head raises scikit-learn's ``NotFittedError`` on a head that is not fitted.
     """
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import log_loss
 
 from .._blas import one_blas_thread
 from .._fixed_dense import softmax_dense
@@ -38,17 +40,32 @@ class LogRegHead(Head):
         if len(self.Cs) == 1:  # nothing to choose
             fitted = LogisticRegression(C=self.Cs[0], class_weight=weights, max_iter=self.max_iter,
                                         random_state=self.random_state).fit(X, y)
+        elif X_val is not None:
+            fitted = self._path_on_val(X, y, X_val, y_val, weights)
         else:
             X_all, y_all, folds = selection_data(X, y, X_val, y_val, groups, self.random_state)
-            fitted = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=len(folds) > 1,
+            fitted = LogisticRegressionCV(Cs=list(self.Cs), cv=folds, scoring="neg_log_loss", refit=True,
                                           l1_ratios=(0.0,), use_legacy_attributes=False, class_weight=weights,
                                           max_iter=self.max_iter, random_state=self.random_state)
-            fitted.fit(X_all, y_all)  # one fold: coefficients of the train-only fit
-        self.C_ = float(self.Cs[0] if len(self.Cs) == 1 else fitted.C_)
+            fitted.fit(X_all, y_all)
+        self.C_ = float(fitted.C_ if isinstance(fitted, LogisticRegressionCV) else fitted.C)
         self.n_iter_ = int(np.max(fitted.n_iter_))  # the longest of its fits
         self.model_ = _linear.linear(LogisticRegression, fitted.coef_, fitted.intercept_, fitted.classes_, C=self.C_)
         self.classes_ = fitted.classes_
         return self
+
+    def _path_on_val(self, X, y, X_val, y_val, weights) -> LogisticRegression:
+        """The fit on train, among one per ``C`` of ``Cs`` (each warm-started from the last, as
+        ``LogisticRegressionCV`` does), whose probabilities on val have the lowest log-loss; no copy of the rows."""
+        model = LogisticRegression(class_weight=weights, max_iter=self.max_iter, random_state=self.random_state,
+                                   warm_start=True)
+        best, best_loss = None, np.inf
+        for C in self.Cs:
+            model.set_params(C=C).fit(X, y)
+            loss = log_loss(y_val, model.predict_proba(X_val), labels=model.classes_)
+            if loss < best_loss:
+                best, best_loss = copy.deepcopy(model), loss
+        return best
 
     def fit_streaming(self, train: Rows, val: Rows | None = None) -> "LogRegHead":
         """``C`` chosen as ``fit`` chooses it, on a random sample of train (and of val); then every train row
