@@ -9,7 +9,9 @@ it: a training call of the outer model still updates their statistics.) Training
 rate and early stopping on val accuracy (or loss), and keeps the starting weights if no epoch beats them.
 
 The splits are the ones of the run's feature file (its image paths, read from ``data_dir`` or the
-dataset root it records); images are decoded once, as in stage one, and held in memory as uint8.
+dataset root it records); images are decoded as in stage one, and held in memory as uint8 up to
+:data:`~pipeline.config.IN_MEMORY_BYTES` of train pixels, else decoded again on every pass
+(:mod:`pipeline.photos`).
 
 The run directory has the layout of :mod:`pipeline.runs` with the fine-tuned base saved as
 ``base.weights.h5`` and recorded as the features' weights file, so ``predict`` and ``export`` rebuild
@@ -29,11 +31,11 @@ import numpy as np
 from . import augment as augmentation
 from . import runs
 from .atomic import replacing
-from .config import fingerprint, utc_now
+from .config import IN_MEMORY_BYTES, fingerprint, utc_now
 from .errors import PipelineError
 from .hashing import file_sha256
 from .heads.dense import network_arrays
-from .images import decode_all
+from .photos import Photos
 from .store import FeatureFile
 
 MONITORS = ("val_accuracy", "val_loss")
@@ -99,8 +101,9 @@ def layer_table(model, base) -> dict:
             "non_trainable_params": _count(model.non_trainable_weights)}
 
 
-def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int) -> tuple[dict, list[dict]]:
-    """``{split: (pixels, labels, paths)}`` of the run's feature file (its images, not augmented views)."""
+def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int, stream: bool | None) -> dict[str, Photos]:
+    """``{split: Photos}`` of the run's feature file (its images, not augmented views), held in memory unless
+    ``stream`` (None: when train's pixels exceed :data:`~pipeline.config.IN_MEMORY_BYTES`)."""
     cache = Path(run.config["cache"])
     if not cache.is_file():
         raise PipelineError(f"the run's feature file {cache} is gone; finetune reads the split lists from it: "
@@ -108,26 +111,28 @@ def _splits(run: runs.Run, data_dir: str | os.PathLike | None, size: int) -> tup
     root = Path(data_dir or run.features["dataset_root"])
     if not root.is_dir():
         raise PipelineError(f"dataset folder {root} not found; pass --data with the folder the features came from")
-    out, skipped = {}, []
     with FeatureFile(cache) as f:
-        for split in f.splits:
-            original = f.column(split, "view") == 0
-            paths, labels = list(f.column(split, "paths")[original]), f.column(split, "labels")[original]
-            pixels, kept, reasons = decode_all([str(root / p) for p in paths], size)  # as stage one decodes
-            skipped += [{"path": paths[i], "reason": reason} for i, reason in sorted(reasons.items())]
-            out[split] = (pixels, labels[kept], [paths[i] for i in kept])
-    if "val" not in out or not len(out["val"][0]):
+        lists = {split: (f.column(split, "paths")[f.column(split, "view") == 0],
+                         f.column(split, "labels")[f.column(split, "view") == 0]) for split in f.splits}
+    if stream is None:
+        stream = len(lists.get("train", ((),))[0]) * size * size * 3 > IN_MEMORY_BYTES
+    out = {split: Photos(root, paths, labels, size, held=not stream) for split, (paths, labels) in lists.items()}
+    if "val" not in out or not len(out["val"]) or (out["val"].held is not None and not len(out["val"].held[1])):
         raise PipelineError("fine-tuning stops early on val: extract with a val/ folder or --val-fraction and train again")
-    return out, skipped
+    return out
 
 
-def _evaluate(model, data: dict, classes: list[str], batch_size: int) -> tuple[dict, dict]:
-    """``(metrics, predictions)`` of the model on every split's images."""
+def _evaluate(model, data: dict[str, Photos], classes: list[str], batch_size: int) -> tuple[dict, dict]:
+    """``(metrics, predictions)`` of the model on every split's readable images."""
     from .training import evaluate
 
     metrics, predictions = {}, {}
-    for split, (pixels, labels, paths) in data.items():
-        proba = model.predict(pixels, batch_size=batch_size, verbose=0)
+    for split, photos in data.items():
+        parts = [(model.predict(pixels, batch_size=batch_size, verbose=0), labels, paths)
+                 for pixels, labels, paths in photos.chunks()]
+        proba = np.concatenate([p for p, _, _ in parts]) if parts else np.zeros((0, len(classes)), np.float32)
+        labels = np.concatenate([y for _, y, _ in parts]) if parts else np.zeros(0, np.int64)
+        paths = [path for _, _, names in parts for path in names]
         metrics[split], predictions[split] = evaluate(proba, labels, classes), (paths, labels, proba)
     return metrics, predictions
 
@@ -136,12 +141,14 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
              unfreeze_from: str | None = None, epochs: int = 10, lr: float = 1e-5, augment: str = "default",
              batch_size: int = 16, patience: int = 3, monitor: str = "val_accuracy", seed: int = 0,
              out_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
-             weights_dir: str | None = None, dry_run: bool = False) -> dict:
+             weights_dir: str | None = None, dry_run: bool = False, stream: bool | None = None) -> dict:
     """Fine-tune a ``dense`` run end to end on its images; write a run directory.
 
     Returns ``run_dir``, ``metrics`` ({split: {accuracy, ...}}), ``baseline`` (the frozen head's metrics),
     ``epochs_trained``, ``epoch_kept`` (0: the starting weights), ``history``, ``unfrozen`` and the
     parameter counts. With ``dry_run`` only the layer table and counts (nothing is trained or written).
+    ``stream``: decode the photos again on every pass (flat memory) instead of holding them (None: when
+    train's pixels exceed :data:`~pipeline.config.IN_MEMORY_BYTES`).
 
     Examples
     --------
@@ -168,15 +175,15 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
         return summary
 
     size = int(source.features["input_size"])
-    data, skipped = _splits(source, data_dir, size)
+    data = _splits(source, data_dir, size, stream)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    (X, y, _), (Xv, yv, _) = data["train"], data["val"]
-    start = model.evaluate(Xv, yv, batch_size=batch_size, verbose=0, return_dict=True)[monitor[len("val_"):]]
+    start = model.evaluate(**data["val"].keras(batch_size), verbose=0, return_dict=True)[monitor[len("val_"):]]
     start_weights = model.get_weights()
     stop = keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
     t = time.perf_counter()
-    history = model.fit(X, y, validation_data=(Xv, yv), epochs=epochs, batch_size=batch_size,
-                        shuffle=True, callbacks=[stop], verbose=0).history
+    train = data["train"].keras(batch_size, np.random.default_rng(seed))
+    history = model.fit(**train, validation_data=data["val"].validation(batch_size), epochs=epochs,
+                        shuffle="y" in train, callbacks=[stop], verbose=0).history
     fit_seconds = round(time.perf_counter() - t, 3)
     sign = 1 if monitor == "val_accuracy" else -1
     best = int(np.argmax(sign * np.array(history[monitor])))
@@ -190,21 +197,21 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
               "trainable_params": table["trainable_params"], "lr": lr, "epochs": epochs, "batch_size": batch_size,
               "patience": patience, "monitor": monitor, "augment": summary["augment"], "seed": seed,
               "data_dir": str(Path(data_dir or source.features["dataset_root"])),
-              "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start, "history": history,
-              "skipped": skipped}
+              "epochs_trained": len(history["loss"]), "epoch_kept": kept, "start": start, "history": history}
     target = Path(out_dir) if out_dir else runs.new_run_dir(source.config["cache"], "dense-finetuned", runs_root)
     with runs.creating(target) as out:
         metrics, baseline = _write(out, model, base, head, source, data, fit_seconds, record)
     return {"run_dir": str(target), "metrics": metrics, "baseline": baseline, "fit_seconds": fit_seconds,
             "epochs_trained": len(history["loss"]), "epoch_kept": kept, "monitor": monitor, "start": start,
-            "history": history, "skipped": skipped, **summary}
+            "history": history, "skipped": record["skipped"], **summary}
 
 
 def _write(out: Path, model, base, head, source: runs.Run, data: dict, fit_seconds: float,
            record: dict) -> tuple[dict, dict]:
     """The fine-tuned run into ``out`` (base weights, head, metrics, predictions, config with the fine-tuning
-    ``record``); returns its metrics and the frozen head's."""
+    ``record``, which gains ``skipped``: the photos found unreadable); returns its metrics and the frozen head's."""
     metrics, predictions = _evaluate(model, data, source.classes, record["batch_size"])
+    record["skipped"] = [item for photos in data.values() for item in photos.skipped()]
     for m in metrics.values():
         m["fit_seconds"] = fit_seconds
     weights_file = out / "base.weights.h5"

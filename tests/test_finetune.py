@@ -143,3 +143,19 @@ def test_hotdog_finetuning_keeps_val_accuracy(tmp_path, shared_extracts):
     r = finetune(dense["run_dir"], unfreeze_top=20, epochs=2, weights_dir=str(SHARED_WEIGHTS), runs_root=str(tmp_path / "r"))
     assert r["baseline"]["val"]["accuracy"] >= 0.75
     assert r["metrics"]["val"]["accuracy"] >= r["baseline"]["val"]["accuracy"] - 0.02
+
+
+def test_streamed_finetune_decodes_each_pass_and_names_unreadable_photos(runs, tmp_path):
+    import shutil
+
+    data = Path(shutil.copytree(runs["data"], tmp_path / "data"))
+    broken = sorted((data / "train").rglob("*.png"))[0]
+    broken.write_bytes(b"not a picture")
+    results = {stream: finetune(runs["dense"], data_dir=data, unfreeze_top=4, epochs=2, patience=5, stream=stream,
+                                out_dir=tmp_path / f"ft-{stream}") for stream in (False, True)}
+    for r in results.values():
+        assert [x["path"] for x in r["skipped"]] == [str(broken.relative_to(data))]
+        assert r["metrics"]["train"]["images"] == 11 and r["metrics"]["val"]["images"] == 6
+        assert r["epochs_trained"] == 2
+    config = json.loads((tmp_path / "ft-True" / "config.json").read_text())
+    assert config["finetune"]["skipped"] == results[True]["skipped"]

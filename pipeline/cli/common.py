@@ -130,9 +130,9 @@ weights_dir_option = click.option("--weights-dir", default=None, envvar="TRANSFE
                                   help="Folder holding Keras weight files (checked before downloading). "
                                        "[env: TRANSFER_WEIGHTS_DIR]")
 stream_option = click.option("--stream/--no-stream", default=None,
-                             help="Train heads from chunked reads of the feature file (flat memory) or from features "
-                                  "held in memory. "
-                                  f"[default: stream when train's features exceed {IN_MEMORY_BYTES / 2**30:g} GiB]")
+                             help="Read train in chunks on every pass (flat memory) or hold it in memory. [default: "
+                                  f"stream when train's features (float32) or photos (uint8) exceed "
+                                  f"{IN_MEMORY_BYTES / 2**30:g} GiB]")
 runtime_option = click.option("--runtime", default="auto", show_default=True, type=click.Choice(RUNTIME_CHOICES),
                               help="Where the frozen base runs: auto picks ONNX Runtime or TensorFlow per backbone "
                                    "(TensorFlow on a GPU and for bfloat16); converted bases are cached in "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option, runs_root_option, seed_option, weights_dir_option
+from .common import emit, json_option, runs_root_option, seed_option, stream_option, weights_dir_option
 
 
 @click.command()
@@ -26,17 +26,18 @@ from .common import emit, json_option, runs_root_option, seed_option, weights_di
               help="Where to write the run [default: runs/<dataset>-<cache>-dense-finetuned-<time>].")
 @runs_root_option
 @weights_dir_option
+@stream_option
 @click.option("--dry-run", is_flag=True, help="Print the layer table and parameter counts; train nothing.")
 @json_option
 def finetune(run_dir: str, data_dir: str | None, unfreeze_top: int | None, unfreeze_from: str | None, epochs: int,
              lr: float, policy: str, batch_size: int, patience: int, monitor: str, seed: int, out_dir: str | None,
-             runs_root: str, weights_dir: str | None, dry_run: bool, as_json: bool) -> None:
+             runs_root: str, weights_dir: str | None, stream: bool | None, dry_run: bool, as_json: bool) -> None:
     """Stage three: fine-tune the top of the base with the dense head of RUN_DIR, end to end on the images."""
     from ..finetuning import finetune as run
 
     result = run(run_dir, data_dir=data_dir, unfreeze_top=unfreeze_top, unfreeze_from=unfreeze_from, epochs=epochs,
                  lr=lr, augment=policy, batch_size=batch_size, patience=patience, monitor=monitor, seed=seed,
-                 out_dir=out_dir, runs_root=runs_root, weights_dir=weights_dir, dry_run=dry_run)
+                 out_dir=out_dir, runs_root=runs_root, weights_dir=weights_dir, dry_run=dry_run, stream=stream)
     emit(result, as_json, _table_text if dry_run else _finetune_text)
 
 
