@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._blas import one_blas_thread
 from .directions import top_directions
 
 if TYPE_CHECKING:
@@ -100,11 +101,13 @@ def _hnsw(unit: np.ndarray, k: int, links: int, build: int) -> tuple[np.ndarray,
     return similarity[:, :k], found[:, :k]
 
 
+@one_blas_thread
 def _candidates(unit: np.ndarray, k: int, links: int = HNSW_LINKS, build: int = HNSW_BUILD
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Similarities and indices of :data:`CANDIDATES` x ``k`` candidates of each row, most similar first: from a
     FAISS HNSW index of the rows projected on :data:`INDEX_DIMS` directions (one thread), ranked by their exact
-    cosine; a candidate the index could not reach is the row itself, at similarity -1."""
+    cosine; a candidate the index could not reach is the row itself, at similarity -1. One BLAS thread, as the
+    rest of the audit (the first request may come from a kind that does not limit them)."""
     import faiss
 
     faiss.omp_set_num_threads(1)  # as the rest of the audit: OpenMP threads on a busy machine slow it down
