@@ -16,6 +16,7 @@ from ..errors import PipelineError
 from .kinds import NEAR_COPY_COSINE, Search, find, group_kinds, image_kinds
 
 if TYPE_CHECKING:
+    from .neighbours import Neighbourhood
     from .vectors import Rows
 
 # the names of the kinds in the table, as shipped: groups of copies, then suspicious images
@@ -23,20 +24,22 @@ KINDS = tuple(k.name for k in group_kinds())
 LISTS = tuple(k.name for k in image_kinds())
 
 
-def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_score: float = 0.0) -> dict:
+def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_score: float = 0.0,
+                  neighbours: Neighbourhood | None = None) -> dict:
     """Every image kind's findings in ``rows`` (``{"label_issues", "outliers"}``), most suspicious first: as many
     as each kind shows (every label issue that confident learning flags, the 20 highest outliers), or ``top`` of
     each, none scored below ``min_score``.
 
     An image is listed under one kind only, and kinds whose fix removes the image claim it first: an outlier is
-    not listed again as a label issue (its fix is removal, not another class).
+    not listed again as a label issue (its fix is removal, not another class). ``neighbours``: found once for the
+    whole audit (:class:`~pipeline.audit.neighbours.Neighbourhood`), else each kind finds its own.
 
     Examples
     --------
     >>> rank_findings(read_rows(f, augmented=True).in_splits(("train", "val")), f.classes, top=5)  # doctest: +SKIP
     {'label_issues': [...], 'outliers': [...]}
     """
-    found = find(image_kinds(), Search(rows, classes))
+    found = find(image_kinds(), Search(rows, classes, neighbours=neighbours))
     listed: set[str] = set()
     for kind in sorted(image_kinds(), key=lambda k: k.action != "remove"):
         kept = [x for x in found[kind.name] if x["score"] >= min_score and x["path"] not in listed]
@@ -77,6 +80,7 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
 
         refuse_existing(Path(fix_list))  # before the audit's work, not after
     from ..store import FeatureFile
+    from .neighbours import Neighbourhood
     from .vectors import read_rows
 
     with FeatureFile(cache_file) as f:
@@ -85,10 +89,11 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
     images = rows.originals()
     scope = ("train", "val", "test") if include_test else ("train", "val")
     audited = rows.in_splits(scope)
+    neighbours = Neighbourhood(images)  # one index for near copies and outliers
     result = {"cache": str(cache_file), "threshold": threshold, "images": len(images.images),
-              **find(group_kinds(), Search(images, classes, threshold)),
+              **find(group_kinds(), Search(images, classes, threshold, neighbours)),
               "splits": [s for s in scope if any(e.split == s for e in audited.images)],
-              **rank_findings(audited, classes, top, min_score)}
+              **rank_findings(audited, classes, top, min_score, neighbours)}
     if output is not None:
         from .sheets import write_sheets
 

@@ -24,18 +24,19 @@ KINDS = (*EXACT_KINDS, "near_duplicates")
 NEAR_COPIES = 10  # the nearest images of each image that are checked for near copies
 
 
-def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float,
+               found: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, float]]:
     """Index pairs ``(i, j, cosine)`` with ``i < j``, similarity >= threshold, and different file contents.
 
-    Each image is paired with those of its :data:`NEAR_COPIES` nearest images (exact or approximate, as
-    :func:`~pipeline.audit.neighbours.nearest` chooses) that are similar enough: a picture with more near copies
-    than that keeps the closest.
+    Each image is paired with those of its :data:`NEAR_COPIES` nearest images (``found``: their ``(distances,
+    indices)``, when already known; else exact or approximate, as :func:`~pipeline.audit.neighbours.nearest`
+    chooses) that are similar enough: a picture with more near copies than that keeps the closest.
     """
     from .neighbours import nearest
 
     if len(images) < 2:
         return []
-    distances, indices = nearest(vectors, NEAR_COPIES + 1, close_only=True)
+    distances, indices = found if found is not None else nearest(vectors, NEAR_COPIES + 1, close_only=True)
     pairs: dict[tuple[int, int], float] = {}  # each pair once, though found from both ends
     for i, n in zip(*np.nonzero(distances <= 1.0 - threshold + 1e-6)):
         a, b = sorted((int(i), int(indices[i, n])))
@@ -44,11 +45,13 @@ def near_pairs(images: list[Entry], vectors: np.ndarray, threshold: float) -> li
     return sorted(((a, b, sim) for (a, b), sim in pairs.items()), key=lambda p: (-p[2], p[0], p[1]))
 
 
-def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float) -> dict[str, list]:
-    """Exact groups from the hashes, then near pairs (cosine >= ``threshold``) sorted into the four kinds."""
+def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float,
+                    neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, list]:
+    """Exact groups from the hashes, then near pairs (cosine >= ``threshold``; ``neighbours`` as ``found`` in
+    :func:`near_pairs`) sorted into the four kinds."""
     found = exact_groups(images)
     found["near_duplicates"] = []
-    for i, j, sim in near_pairs(images, vectors, threshold):
+    for i, j, sim in near_pairs(images, vectors, threshold, neighbours):
         a, b = sorted((images[i], images[j]), key=sort_key)
         pair = [{**a.as_dict(), "similarity": sim}, {**b.as_dict(), "similarity": sim}]
         if a.label != b.label:
@@ -62,4 +65,6 @@ def find_duplicates(images: list[Entry], vectors: np.ndarray, threshold: float) 
 
 def find(search: Search) -> dict[str, list]:
     """The audit's entry point (:mod:`pipeline.audit.kinds`): :func:`find_duplicates` among ``search.rows``."""
-    return find_duplicates(search.rows.images, search.rows.vectors, search.threshold)
+    rows = search.rows
+    shared = search.neighbours.nearest(rows, NEAR_COPIES + 1) if search.neighbours and len(rows.images) > 1 else None
+    return find_duplicates(rows.images, rows.vectors, search.threshold, shared)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
+    from .neighbours import Neighbourhood
     from .vectors import Rows
 
 NEAR_COPY_COSINE = 0.97  # the default --threshold: two different files this similar count as near copies
@@ -33,12 +34,14 @@ NEAR_COPY_COSINE = 0.97  # the default --threshold: two different files this sim
 
 @dataclass(frozen=True)
 class Search:
-    """What a check looks at: ``rows`` (images with pooled feature vectors), the dataset's ``classes`` and the
-    near-copy ``threshold``."""
+    """What a check looks at: ``rows`` (images with pooled feature vectors), the dataset's ``classes``, the
+    near-copy ``threshold``, and the ``neighbours`` shared by the checks that need them (None: each finds its own).
+    """
 
     rows: Rows
     classes: list[str]
     threshold: float = NEAR_COPY_COSINE
+    neighbours: Neighbourhood | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blas import one_blas_thread
+from .directions import top_directions
 from .kinds import Search
 from .vectors import Rows
 
@@ -79,7 +80,8 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_rows: np
 
 def components(X: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
     """``(N, dims)`` float32: the standardized rows on their first ``dims`` principal components (computed from
-    :data:`PCA_SAMPLE` rows), in blocks of rows, so memory holds one block of standardized rows at a time."""
+    :data:`PCA_SAMPLE` rows by :func:`~pipeline.audit.directions.top_directions`), in blocks of rows, so memory
+    holds one block of standardized rows at a time."""
     mean = np.mean(X, axis=0, dtype=np.float64)
     squares = sum(((X[s:s + BLOCK] - mean) ** 2).sum(axis=0) for s in range(0, len(X), BLOCK))
     scale = np.sqrt(squares / len(X))
@@ -87,7 +89,7 @@ def components(X: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
     mean = mean.astype(np.float32)
     fit_rows = np.sort(np.random.default_rng(seed).choice(len(X), min(PCA_SAMPLE, len(X)), replace=False))
     sample = (X[fit_rows] - mean) / scale
-    basis = np.ascontiguousarray(np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)[2][:dims].T)
+    basis = top_directions(sample - sample.mean(axis=0), dims)
     return np.concatenate([((X[s:s + BLOCK] - mean) / scale) @ basis for s in range(0, len(X), BLOCK)])
 
 

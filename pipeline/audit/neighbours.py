@@ -10,21 +10,38 @@ exact search (scikit-learn brute force) 104 s (1.00), FAISS HNSW (M=32) 156 s (0
 4.0 s. Exact search grows with N x N, HNSW with about N log N, so above :data:`EXACT_ROWS` the index wins.
 FAISS rather than hnswlib: it ships wheels (hnswlib builds from source with a C++ compiler); pynndescent would
 add numba and llvmlite and compile on first use.
+
+The audit finds neighbours once (:class:`Neighbourhood`): one index of every image, one search, and each finding
+kind takes its neighbours among the images it looks at (near copies: all of them; outliers: the audited splits).
+
+Examples
+--------
+>>> shared = Neighbourhood(images)                                   # doctest: +SKIP
+>>> distances, indices = shared.nearest(images.in_splits(("train",)), 21)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from .._blas import one_blas_thread
+from .directions import top_directions
+
+if TYPE_CHECKING:
+    from .vectors import Rows
 
 EXACT_ROWS = 10_000  # up to this many rows the exact search is about as fast, and exact
 BLOCK = 512  # rows compared against all others at a time: BLOCK x N similarities in memory
 HNSW_LINKS = 32  # M; at 40k rows M=16 saved 27% of the search's time but recall@21 fell from 0.992 to 0.958
 HNSW_BUILD = 80  # efConstruction (adding rows is 41% of a 100k-image audit; efConstruction 40: recall 0.92)
 HNSW_SEARCH = 64  # efSearch (raised to the candidates wanted when more)
-CLOSE_LINKS, CLOSE_BUILD = 16, 40  # for near copies: 2.3x less time adding rows; they stand far apart from the rest
+CLOSE_LINKS, CLOSE_BUILD = 16, 40  # for near copies alone: 2.3x less time adding rows; they stand far from the rest
 INDEX_DIMS = 128  # the index holds the rows projected on this many directions (see _project)...
 CANDIDATES = 4  # ...and finds this many times k candidates, ranked again by their exact cosine
 PCA_SAMPLE = 5_000  # rows the directions are computed from
+SHARED_K = 21  # neighbours a shared search finds candidates for (outliers: the image and its 20 nearest)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -59,12 +76,14 @@ def nearest(vectors: np.ndarray, k: int, exact: bool | None = None, close_only: 
     return np.clip(1.0 - similarity, 0.0, 2.0).astype(np.float64), index.astype(np.int64)
 
 
-def _exact(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and indices of the ``k`` most similar rows, BLOCK rows at a time."""
-    similarity = np.empty((len(unit), k), np.float32)
-    index = np.empty((len(unit), k), np.int64)
-    for start in range(0, len(unit), BLOCK):
-        sims = unit[start:start + BLOCK] @ unit.T
+def _exact(unit: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and indices of the ``k`` rows of ``unit`` most similar to each of ``queries`` (indices into
+    ``unit``; all rows by default), BLOCK queries at a time."""
+    queries = np.arange(len(unit)) if queries is None else queries
+    similarity = np.empty((len(queries), k), np.float32)
+    index = np.empty((len(queries), k), np.int64)
+    for start in range(0, len(queries), BLOCK):
+        sims = unit[queries[start:start + BLOCK]] @ unit.T
         if k < len(unit):
             top = np.argpartition(sims, -k, axis=1)[:, -k:]
         else:
@@ -77,8 +96,18 @@ def _exact(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hnsw(unit: np.ndarray, k: int, links: int, build: int) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and indices of the ``k`` most similar rows: candidates from a FAISS HNSW index of the rows
-    projected on :data:`INDEX_DIMS` directions (one thread), ranked by their exact cosine."""
+    """Similarities and indices of the ``k`` most similar rows (:func:`_candidates`, the ``k`` first)."""
+    similarity, found = _candidates(unit, k, links, build)
+    return similarity[:, :k], found[:, :k]
+
+
+@one_blas_thread
+def _candidates(unit: np.ndarray, k: int, links: int = HNSW_LINKS, build: int = HNSW_BUILD
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and indices of :data:`CANDIDATES` x ``k`` candidates of each row, most similar first: from a
+    FAISS HNSW index of the rows projected on :data:`INDEX_DIMS` directions (one thread), ranked by their exact
+    cosine; a candidate the index could not reach is the row itself, at similarity -1. One BLAS thread, as the
+    rest of the audit (the first request may come from a kind that does not limit them)."""
     import faiss
 
     faiss.omp_set_num_threads(1)  # as the rest of the audit: OpenMP threads on a busy machine slow it down
@@ -99,17 +128,51 @@ def _hnsw(unit: np.ndarray, k: int, links: int, build: int) -> tuple[np.ndarray,
         candidates = unit[found[start:start + step]]
         similarity[start:start + step] = np.matmul(candidates, unit[start:start + step, :, None])[..., 0]
     similarity[missing] = -1.0
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-similarity, axis=1, kind="stable")
     return np.take_along_axis(similarity, order, axis=1), np.take_along_axis(found, order, axis=1)
 
 
 def _project(unit: np.ndarray, dims: int) -> np.ndarray:
-    """The rows on the ``dims`` directions that keep their dot products best (the first right singular
-    vectors of a sample of rows, not centred), float32."""
+    """The rows on the ``dims`` directions that keep their dot products best (:func:`top_directions` of a sample
+    of :data:`PCA_SAMPLE` rows, not centred), float32."""
     if unit.shape[1] <= dims:
         return unit
     rng = np.random.default_rng(0)
-    fit_rows = unit[np.sort(rng.choice(len(unit), min(PCA_SAMPLE, len(unit)), replace=False))]
-    _, _, components = np.linalg.svd(fit_rows, full_matrices=False)
-    basis = np.ascontiguousarray(components[:dims].T)
+    basis = top_directions(unit[np.sort(rng.choice(len(unit), min(PCA_SAMPLE, len(unit)), replace=False))], dims)
     return np.concatenate([unit[s:s + 8 * BLOCK] @ basis for s in range(0, len(unit), 8 * BLOCK)])
+
+
+class Neighbourhood:
+    """The nearest images of every image of ``images`` (view 0 rows), found once for every finding kind.
+
+    Up to :data:`EXACT_ROWS` images each request is an exact search among the requested rows. Above, the first
+    request builds one index of all the images and keeps :data:`CANDIDATES` x :data:`SHARED_K` candidates of each,
+    ranked by exact cosine; a request for some of the images takes each one's nearest among them from its
+    candidates (an exact search for the few with too few of them among the candidates).
+    """
+
+    def __init__(self, images: Rows):
+        self.images = images
+        self.position = {(e.split, e.path): i for i, e in enumerate(images.images)}
+        self.found: tuple[np.ndarray, np.ndarray] | None = None  # (similarities, indices) of the candidates
+
+    def nearest(self, rows: Rows, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`nearest` of ``rows.vectors`` (images of this neighbourhood) among themselves: ``(distances,
+        indices into rows)``, each ``(len(rows), k)``."""
+        at = np.array([self.position.get((e.split, e.path), -1) for e in rows.images], np.int64)
+        total = len(self.images.vectors)
+        if total <= EXACT_ROWS or min(k, len(at)) < 1 or (at < 0).any() or len(np.unique(at)) < len(at):
+            return nearest(rows.vectors, k)
+        k = min(k, len(at))
+        if self.found is None or self.found[1].shape[1] < min(CANDIDATES * k, total):
+            self.found = _candidates(unit_rows(self.images.vectors), max(k, SHARED_K))
+        similarity, found = self.found[0][at], self.found[1][at]
+        local = np.full(total, -1, np.int64)
+        local[at] = np.arange(len(at))
+        found = np.where(similarity > -1.0, local[found], -1)  # -1: not among the rows, or not reached
+        first = np.argsort(found < 0, axis=1, kind="stable")[:, :k]  # the rows' own first, most similar first
+        similarity, found = np.take_along_axis(similarity, first, axis=1), np.take_along_axis(found, first, axis=1)
+        short = np.flatnonzero((found < 0).any(axis=1))
+        if len(short):
+            similarity[short], found[short] = _exact(unit_rows(rows.vectors), k, short)
+        return np.clip(1.0 - similarity, 0.0, 2.0).astype(np.float64), found

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._blas import one_blas_thread
 from .kinds import Search
-from .neighbours import nearest
+from .neighbours import Neighbourhood, nearest
 from .vectors import Rows
 
 NEIGHBOURS = 20  # whose mean distance counts
@@ -24,8 +24,10 @@ VOTERS = 10  # whose classes count
 
 
 @one_blas_thread
-def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS, voters: int = VOTERS) -> np.ndarray:
-    """One score per row, in units of the median row's (higher: more unlike the rest).
+def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS, voters: int = VOTERS,
+                   found: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """One score per row, in units of the median row's (higher: more unlike the rest). ``found``: the
+    ``(distances, indices)`` of the ``k + 1`` nearest rows of each (the row itself among them), when already known.
 
     Examples
     --------
@@ -35,7 +37,7 @@ def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
     k = min(k, len(vectors) - 1)
     if k < 1:
         return np.zeros(len(vectors))
-    distance, index = nearest(vectors, k + 1)
+    distance, index = found if found is not None else nearest(vectors, k + 1)
     is_self = index == np.arange(len(vectors))[:, None]  # not always first: a byte-identical twin ties
     others = np.ones_like(is_self)
     others[np.arange(len(vectors)), np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)] = False
@@ -48,9 +50,11 @@ def outlier_scores(vectors: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
     return raw / typical if typical > 0 else raw
 
 
-def find_outliers(rows: Rows, top: int | None = 20, min_score: float = 0.0) -> list[dict]:
+def find_outliers(rows: Rows, top: int | None = 20, min_score: float = 0.0,
+                  neighbours: Neighbourhood | None = None) -> list[dict]:
     """The images (view 0 of ``rows``) with the highest outlier scores, ``{"path", "split", "class",
-    "suggested": None, "score"}``, at most ``top`` of them, each at least ``min_score``.
+    "suggested": None, "score"}``, at most ``top`` of them, each at least ``min_score``; their nearest images from
+    ``neighbours`` when given.
 
     Examples
     --------
@@ -58,11 +62,13 @@ def find_outliers(rows: Rows, top: int | None = 20, min_score: float = 0.0) -> l
     2.7
     """
     rows = rows.originals()
-    scores = outlier_scores(rows.vectors, rows.labels)
+    k = min(NEIGHBOURS, len(rows.images) - 1)
+    found = neighbours.nearest(rows, k + 1) if neighbours is not None and k >= 1 else None
+    scores = outlier_scores(rows.vectors, rows.labels, k, found=found)
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= min_score][:top]
     return [{**rows.images[i].as_dict(), "suggested": None, "score": round(float(scores[i]), 4)} for i in order]
 
 
 def find(search: Search) -> dict[str, list]:
     """The audit's entry point (:mod:`pipeline.audit.kinds`): every image of ``search.rows`` by outlier score."""
-    return {"outliers": find_outliers(search.rows, top=None)}
+    return {"outliers": find_outliers(search.rows, top=None, neighbours=search.neighbours)}

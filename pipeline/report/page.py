@@ -21,7 +21,7 @@ from ..config import utc_now
 from ..errors import PipelineError
 
 THUMB = 128
-SHOWN_GROUPS = 20  # groups of copies, and images of each suspicious kind, shown on the page
+SHOWN = 20  # groups of copies, and images of each suspicious kind, on the page (--json and the fix list: all)
 SHOWN_COPIES = 12  # images shown of one group of copies
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
@@ -107,7 +107,15 @@ def _run_section(run, metrics: dict, top: int) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _audit_section(cache: str, root: Path, threshold: float) -> str:
+def _showing(shown: int, total: int, what: str, cache: str) -> str:
+    """The line under a capped gallery: how many of how many it shows, and where the rest are."""
+    if shown >= total:
+        return ""
+    return (f"<p>Showing {shown:,} of {total:,} {what}; all of them: <code>transfer audit {html.escape(cache)} "
+            "--json</code> or <code>--fix-list fixes.csv</code>.</p>")
+
+
+def _audit_section(cache: str, root: Path, threshold: float, shown: int) -> str:
     from ..audit import audit_cache
     from ..audit.sheets import copy_caption
 
@@ -119,16 +127,15 @@ def _audit_section(cache: str, root: Path, threshold: float) -> str:
     for kind in group_kinds():
         groups = found[kind.name]
         parts.append(f"<h3>{kind.title}: {len(groups)}</h3>")
-        for group in groups[:SHOWN_GROUPS]:
+        for group in groups[:shown]:
             cards = [_card(root / g["path"], copy_caption(g)) for g in group[:SHOWN_COPIES]]
             more = f"<p>... and {len(group) - SHOWN_COPIES} more copies</p>" if len(group) > SHOWN_COPIES else ""
             parts.append(f'<div class="group">{"".join(cards)}{more}</div>')
-        if len(groups) > SHOWN_GROUPS:
-            parts.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more (`transfer audit {html.escape(cache)}`).</p>")
-    return "\n".join(parts + [_findings_section(cache, root, found)])
+        parts.append(_showing(min(shown, len(groups)), len(groups), "groups", cache))
+    return "\n".join(p for p in parts + [_findings_section(cache, root, found, shown)] if p)
 
 
-def _findings_section(cache: str, root: Path, found: dict) -> str:
+def _findings_section(cache: str, root: Path, found: dict, shown: int) -> str:
     """The map of the features with the suspicious images marked, then a gallery of each image kind."""
     from .map import cache_map_png
 
@@ -138,16 +145,17 @@ def _findings_section(cache: str, root: Path, found: dict) -> str:
              f"{listing(marks)} (searched in {where}).</p>",
              f'<p><img class="plot" src="{data_uri(cache_map_png(cache, found), "image/png")}" alt="feature map"></p>']
     for kind in image_kinds():
-        shown = found[kind.name][:SHOWN_GROUPS]
-        parts.append(f"<h3>{kind.title}: {len(found[kind.name])}</h3>"
+        listed = found[kind.name]
+        parts.append(f"<h3>{kind.title}: {len(listed)}</h3>"
                      f"<p>Most suspicious first; score: {kind.score_explained}.</p>")
         cards = [_card(root / x["path"], [x["path"], f"given {x['class']}"]
                        + ([f"suggested {x['suggested']}"] if x["suggested"] else [])
-                       + [f"score {x['score']:.2f}"], "wrong" if x["suggested"] else "") for x in shown]
+                       + [f"score {x['score']:.2f}"], "wrong" if x["suggested"] else "") for x in listed[:shown]]
         parts.append(f'<div class="grid">{"".join(cards)}</div>' if cards else "<p>None found.</p>")
+        parts.append(_showing(len(cards), len(listed), "images", cache))
     parts.append(f"<p>To act on them: <code>transfer audit {html.escape(cache)} --fix-list fixes.csv</code>, review the "
                  "action column, then <code>transfer relabel DATA_DIR fixes.csv</code>.</p>")
-    return "\n".join(parts)
+    return "\n".join(p for p in parts if p)
 
 
 def _heads_table(rows: list[tuple]) -> str:
@@ -168,8 +176,11 @@ def _heads_table(rows: list[tuple]) -> str:
 
 
 def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = "report.html",
-                 threshold: float = NEAR_COPY_COSINE, top: int = 12) -> dict:
+                 threshold: float = NEAR_COPY_COSINE, top: int = 12, shown: int = SHOWN) -> dict:
     """Write one HTML page comparing ``run_dirs`` (each made by ``transfer train`` or ``compare``).
+
+    ``top``: misclassified images shown per run; ``shown``: groups of copies, and images of each suspicious kind,
+    shown per feature file (the page says how many of how many; the audit's ``--json`` and fix list hold all).
 
     Returns ``{"report", "runs", "caches", "bytes"}``.
 
@@ -189,7 +200,7 @@ def write_report(run_dirs: list[str | os.PathLike], output: str | os.PathLike = 
     stamp = utc_now()
     body = [f"<h1>Transfer report</h1><p>{len(rows)} run(s), written {stamp}.</p>", _heads_table(rows)]
     body += [_run_section(run, metrics, top) for run, metrics in rows]
-    body += [_audit_section(cache, root, threshold) for cache, root in caches.items()]
+    body += [_audit_section(cache, root, threshold, shown) for cache, root in caches.items()]
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Transfer report</title>'
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     out = Path(output)
