@@ -1,4 +1,4 @@
-"""Wall time and peak memory of each command at scale, each run as a fresh `transfer` process.
+"""Wall time, CPU time and peak memory of each command at scale, each run as a fresh `transfer` process.
 
     .venv/bin/python scripts/bench_scale.py N [--steps extract] [--backbone mobilenet_v2] [--image-size 96]
                                               [--pooling avg] [--weights none] [--workdir DIR]
@@ -11,9 +11,10 @@ folder, then measures, each in its own process, what a batch script would run ni
   or written;
 - ``extract +10``: 10 new photos: exactly those are read and computed.
 
-Each row prints the process's wall time (start-up and imports included) and its peak resident memory
-(``ru_maxrss`` from ``wait4``), beside what the command says it did (``computed``, ``hashed``). Photos are
-made older than the stat index's racy window before the cold run, as a nightly run would find them.
+Each row prints the process's wall time (start-up and imports included), its CPU time (user + system, less noisy
+than wall time on a shared machine) and its peak resident memory (both from ``wait4``), beside what the command
+says it did (``computed``, ``hashed``). Photos are made older than the stat index's racy window before the cold
+run, as a nightly run would find them.
 Other commands of the scale issue (train per head, compare, audit, report) are one function each in ``STEPS``.
 """
 
@@ -65,6 +66,7 @@ class Measured:
 
     work: str
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     did: str = ""
 
@@ -80,8 +82,8 @@ def write_photos(root: Path, start: int, stop: int, size: int = 64) -> None:
         Image.fromarray(pixels).save(path, quality=90)
 
 
-def transfer(args: list[str]) -> tuple[dict, float, float]:
-    """``transfer ARGS --json`` in a fresh process: its summary, wall seconds and peak resident MB."""
+def transfer(args: list[str]) -> tuple[dict, float, float, float]:
+    """``transfer ARGS --json`` in a fresh process: its summary, wall seconds, CPU seconds and peak resident MB."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--json"], stdout=out, stderr=err)
@@ -91,7 +93,8 @@ def transfer(args: list[str]) -> tuple[dict, float, float]:
         out.seek(0), err.seek(0)
         if proc.returncode:
             sys.exit(f"transfer {' '.join(args)} exited {proc.returncode}:\n{err.read().decode()[-3000:]}")
-        return json.loads(out.read()), seconds, usage.ru_maxrss / 1024  # Linux: KB
+        cpu = usage.ru_utime + usage.ru_stime
+        return json.loads(out.read()), seconds, cpu, usage.ru_maxrss / 1024  # Linux: KB
 
 
 def extract_rows(bench: Bench) -> list[Measured]:
@@ -104,10 +107,10 @@ def extract_rows(bench: Bench) -> list[Measured]:
     rows = []
 
     def run(work: str) -> dict:
-        summary, seconds, peak = transfer(command)
-        rows.append(Measured(work, seconds, peak, f"computed {summary['computed']}, hashed {summary['hashed']}, "
-                                                   f"hash {summary['timings']['hash']:.2f} s, "
-                                                   f"commit {summary['timings']['commit']:.2f} s"))
+        summary, seconds, cpu, peak = transfer(command)
+        rows.append(Measured(work, seconds, cpu, peak, f"computed {summary['computed']}, hashed {summary['hashed']}, "
+                                                        f"hash {summary['timings']['hash']:.2f} s, "
+                                                        f"commit {summary['timings']['commit']:.2f} s"))
         return summary
 
     bench.made["features"] = run("extract cold")["cache"]
@@ -121,8 +124,9 @@ STEPS: dict[str, Callable[[Bench], list[Measured]]] = {"extract": extract_rows}
 
 
 def table(n: int, rows: list[Measured]) -> str:
-    lines = ["| work | N | wall s | peak RSS MB | what it did |", "|---|---|---|---|---|"]
-    lines += [f"| {r.work} | {n} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |" for r in rows]
+    lines = ["| work | N | wall s | CPU s | peak RSS MB | what it did |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.work} | {n} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |"
+              for r in rows]
     return "\n".join(lines)
 
 
