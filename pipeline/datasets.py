@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from .errors import PipelineError
 from .hashing import file_sha256, stable_fraction
@@ -80,6 +80,18 @@ def path_problem(path: str) -> str:
     parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
         return f"{path!r} is not a plain path inside the dataset root"
+    return ""
+
+
+def paths_problem(paths: Sequence[str]) -> str:
+    """:func:`path_problem` of a whole column ('' when every path is plain and inside the root), checked on the
+    column joined by NUL (which no path may hold): a few scans of one string, not a call per path."""
+    if not len(paths):
+        return ""
+    text = "\0".join(paths)
+    framed = "/" + text.replace("\0", "/\0/") + "/"
+    if text.count("\0") != len(paths) - 1 or "\\" in text or any(bad in framed for bad in ("//", "/./", "/../")):
+        return next(filter(None, map(path_problem, paths)), "")
     return ""
 
 
@@ -351,9 +363,12 @@ def sort_key(entry: Entry) -> tuple:
 def exact_groups(entries: Iterable[Entry]) -> dict[str, list[list[dict]]]:
     """Byte-identical files grouped by kind: ``exact_duplicates`` (same split and class), ``label_conflicts``
     (more than one class), ``cross_split`` (more than one split); each group a sorted list of ``as_dict()``."""
+    entries = list(entries)
+    counts = Counter(e.sha256 for e in entries)  # counted in C: most photos have no copy
     by_sha: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
-        by_sha[entry.sha256].append(entry)
+        if counts[entry.sha256] > 1:
+            by_sha[entry.sha256].append(entry)
     found: dict[str, list] = {k: [] for k in EXACT_KINDS}
     for group in by_sha.values():
         if len(group) < 2:
