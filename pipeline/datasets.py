@@ -110,20 +110,29 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.name != REMOVED_DIR and p.is_dir())
 
 
-def _listing(top: str, onerror: Callable[[OSError], None],
-             follow_links: bool) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
+Listings = dict[str, tuple[list[str], list[tuple[str, bool]]]]  # folder -> its subfolders, its files (sorted)
+
+
+def _listing(top: str, onerror: Callable[[OSError], None], follow_links: bool,
+             listed: Listings) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
     """``os.walk(top, onerror=onerror, followlinks=follow_links)`` (top-down: callers may prune ``dirnames``), but
-    each file comes as ``(name, is_link)``, read from the folder listing: no ``lstat`` per file."""
+    each file comes as ``(name, is_link)``, read from the folder listing (no ``lstat`` per file), files sorted by
+    name. Folders already in ``listed`` are not listed again (a scan walks its class folders twice)."""
+    if top in listed:
+        dirnames = list(listed[top][0])
+        yield top, dirnames, listed[top][1]
+        yield from _subfolders(top, dirnames, onerror, follow_links, listed)  # those the caller left in dirnames
+        return
     try:
-        listed = os.scandir(top)
+        entries = os.scandir(top)
     except OSError as exc:
         onerror(exc)
         return
     dirnames, files = [], []
-    with listed:
+    with entries:
         while True:
             try:
-                entry = next(listed)
+                entry = next(entries)
             except StopIteration:
                 break
             except OSError as exc:
@@ -140,20 +149,29 @@ def _listing(top: str, onerror: Callable[[OSError], None],
                 files.append((entry.name, entry.is_symlink()))
             except OSError:  # gone since the listing: _file_stat says so
                 files.append((entry.name, False))
+    files.sort()
+    listed[top] = (list(dirnames), files)
     yield top, dirnames, files
+    yield from _subfolders(top, dirnames, onerror, follow_links, listed)
+
+
+def _subfolders(top: str, dirnames: list[str], onerror: Callable[[OSError], None], follow_links: bool,
+                listed: Listings) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
     for name in dirnames:
         path = os.path.join(top, name)
         if follow_links or not os.path.islink(path):
-            yield from _listing(path, onerror, follow_links)
+            yield from _listing(path, onerror, follow_links, listed)
 
 
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
-          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, str, str]]:
+          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset(),
+          listed: Listings | None = None) -> list[tuple[str, str, str]]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
     with '.'), recursively, each as ``(path, path relative to top with '/', real path)``: plain strings, as a
     folder of a million photos is cheaper without a ``Path`` per file. Files whose real path is in ``known``
     are left out. Linked files are read; linked folders are walked only with ``follow_links`` (never in loops),
-    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
+    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``; folders in ``listed`` are
+    not listed again (and those listed now are added to it)."""
     found, seen, top_text = [], set(), os.fspath(top)
 
     def failed(exc: OSError) -> None:
@@ -166,7 +184,7 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             return True
         return False
 
-    for dirpath, dirnames, files in _listing(top_text, failed, follow_links):
+    for dirpath, dirnames, files in _listing(top_text, failed, follow_links, {} if listed is None else listed):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
@@ -179,7 +197,7 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
         inside = dirpath[len(top_text):].lstrip(os.sep).replace(os.sep, "/")
         folder, real_folder = os.path.join(dirpath, ""), os.path.join(real, "")
-        for f, is_link in sorted(files):
+        for f, is_link in files:
             if real_folder + f not in known and (is_image(f) or (hidden and _has_image_extension(f))):
                 file = folder + f  # its real path is its folder's unless it is a link itself
                 found.append((file, f"{inside}/{f}" if inside else f,
@@ -283,6 +301,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     problems: dict[Path, str] = {}
     unfollowed: set[Path] = set()
     accounted: set[str] = set()
+    listed: Listings = {}
     for split, split_dir in layout.items():
         per_split[split] = set()
         for class_dir in _subdirs(split_dir):
@@ -290,7 +309,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                 continue  # its files are reported below, with the reason
             per_split[split].add(class_dir.name)
             prefix = class_dir.relative_to(root).as_posix() + "/"
-            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
+            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links, listed=listed):
                 rel = prefix + inside
                 if not _utf8(rel):
                     continue
@@ -301,7 +320,8 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
                 entries.append(Entry(target, class_dir.name, rel, stat=found))
-    for _, rel, real in _walk(root, problems, set(), hidden=True, known=accounted):  # every other image file, and why
+    others = _walk(root, problems, set(), hidden=True, known=accounted, listed=listed)
+    for _, rel, real in others:  # every other image file, and why
         if real not in accounted and rel.split("/", 1)[0] != REMOVED_DIR:
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]
