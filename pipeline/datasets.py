@@ -39,7 +39,7 @@ class FileStat(NamedTuple):
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entry:
     """One image file of the dataset."""
 
@@ -48,6 +48,10 @@ class Entry:
     path: str  # relative to the root, '/' separated
     sha256: str = ""
     stat: FileStat | None = field(default=None, compare=False)  # taken by the scan, before any read
+
+    def __init__(self, split: str, label: str, path: str, sha256: str = "", stat: FileStat | None = None):
+        # one C call instead of a frozen __setattr__ per field: a rerun makes two entries per photo
+        self.__dict__.update(split=split, label=label, path=path, sha256=sha256, stat=stat)
 
     def as_dict(self) -> dict:
         return {"path": self.path, "split": self.split, "class": self.label}

@@ -20,7 +20,7 @@ SEGMENT_NAME = re.compile(r"seg-[0-9]{20}-[0-9a-f]{8}\.h5")
 SEGMENT_GROUPS = ("/", "train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Row:
     """One output row: an image (or one augmented view of it) and where its features come from."""
 
@@ -28,6 +28,10 @@ class Row:
     label: int
     sha256: str
     view: int = 0
+
+    def __init__(self, path: str, label: int, sha256: str, view: int = 0):
+        # one C call instead of a frozen __setattr__ per field: a rerun makes a row per photo
+        self.__dict__.update(path=path, label=label, sha256=sha256, view=view)
 
     @property
     def key(self) -> Key:
