@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -30,12 +31,11 @@ class Row:
     view: int = 0
 
     def __init__(self, path: str, label: int, sha256: str, view: int = 0):
-        # one C call instead of a frozen __setattr__ per field: a rerun makes a row per photo
-        self.__dict__.update(path=path, label=label, sha256=sha256, view=view)
+        # one C call instead of a frozen __setattr__ per field: a rerun makes a row per photo and looks its key up
+        # several times, so the key (sha256, view) is made once here
+        self.__dict__.update(path=path, label=label, sha256=sha256, view=view, key=(sha256, view))
 
-    @property
-    def key(self) -> Key:
-        return (self.sha256, self.view)
+    key: ClassVar[Key]  # (sha256, view): declared here for type checkers, held by each row (set by __init__)
 
 
 COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
