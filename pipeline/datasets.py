@@ -223,7 +223,7 @@ def _file_stat(file: str) -> FileStat | str:
         return "not a regular file (a pipe, socket or device)"
     if st.st_size == 0:
         return "empty file (0 bytes)"
-    return FileStat.of(st)
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # FileStat.of, inlined: once a photo
 
 
 def _utf8(name: str) -> bool:
@@ -311,11 +311,12 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
         for class_dir in _subdirs(split_dir):
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
-            per_split[split].add(class_dir.name)
+            label = class_dir.name
+            per_split[split].add(label)
             prefix = class_dir.relative_to(root).as_posix() + "/"
             for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links, listed=listed):
                 rel = prefix + inside
-                if not _utf8(rel):
+                if not (rel.isascii() or _utf8(rel)):
                     continue
                 accounted.add(real)
                 found = _file_stat(file)
@@ -323,7 +324,7 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                     skipped.append({"path": rel, "reason": found})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
-                entries.append(Entry(target, class_dir.name, rel, stat=found))
+                entries.append(Entry(target, label, rel, stat=found))
     others = _walk(root, problems, set(), hidden=True, known=accounted, listed=listed)
     for _, rel, real in others:  # every other image file, and why
         if real not in accounted and rel.split("/", 1)[0] != REMOVED_DIR:
