@@ -161,6 +161,7 @@ def _listing(top: str, onerror: Callable[[OSError], None], follow_links: bool,
 
 def _subfolders(top: str, dirnames: list[str], onerror: Callable[[OSError], None], follow_links: bool,
                 listed: Listings) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
+    """:func:`_listing` of each of ``dirnames`` under ``top``, in order (linked folders only with ``follow_links``)."""
     for name in dirnames:
         path = os.path.join(top, name)
         if follow_links or not os.path.islink(path):
