@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from .errors import PipelineError
 from .hashing import file_sha256, stable_fraction
@@ -39,7 +39,7 @@ class FileStat(NamedTuple):
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entry:
     """One image file of the dataset."""
 
@@ -48,6 +48,10 @@ class Entry:
     path: str  # relative to the root, '/' separated
     sha256: str = ""
     stat: FileStat | None = field(default=None, compare=False)  # taken by the scan, before any read
+
+    def __init__(self, split: str, label: str, path: str, sha256: str = "", stat: FileStat | None = None):
+        # one C call instead of a frozen __setattr__ per field: a rerun makes two entries per photo
+        self.__dict__.update(split=split, label=label, path=path, sha256=sha256, stat=stat)
 
     def as_dict(self) -> dict:
         return {"path": self.path, "split": self.split, "class": self.label}
@@ -83,8 +87,23 @@ def path_problem(path: str) -> str:
     return ""
 
 
+def paths_problem(paths: Sequence[str]) -> str:
+    """:func:`path_problem` of a whole column ('' when every path is plain and inside the root), checked on the
+    column joined by NUL (which no path may hold): a few scans of one string, not a call per path."""
+    if not len(paths):
+        return ""
+    text = "\0".join(paths)
+    framed = "/" + text.replace("\0", "/\0/") + "/"
+    if text.count("\0") != len(paths) - 1 or "\\" in text or any(bad in framed for bad in ("//", "/./", "/../")):
+        return next(filter(None, map(path_problem, paths)), "")
+    return ""
+
+
 def _has_image_extension(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """Whether ``os.path.splitext(name)[1]`` is an image extension (leading dots are not one), without its cost:
+    this runs once per file of a folder of a million photos."""
+    stem = name.lstrip(".")
+    return stem[stem.rfind("."):].lower() in IMAGE_EXTENSIONS if "." in stem else False
 
 
 def is_image(name: str) -> bool:
@@ -95,13 +114,69 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.name != REMOVED_DIR and p.is_dir())
 
 
+Listings = dict[str, tuple[list[str], list[tuple[str, bool]]]]  # folder -> its subfolders, its files (sorted)
+
+
+def _listing(top: str, onerror: Callable[[OSError], None], follow_links: bool,
+             listed: Listings) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
+    """``os.walk(top, onerror=onerror, followlinks=follow_links)`` (top-down: callers may prune ``dirnames``), but
+    each file comes as ``(name, is_link)``, read from the folder listing (no ``lstat`` per file), files sorted by
+    name. Folders already in ``listed`` are not listed again (a scan walks its class folders twice)."""
+    if top in listed:
+        dirnames = list(listed[top][0])
+        yield top, dirnames, listed[top][1]
+        yield from _subfolders(top, dirnames, onerror, follow_links, listed)  # those the caller left in dirnames
+        return
+    try:
+        entries = os.scandir(top)
+    except OSError as exc:
+        onerror(exc)
+        return
+    dirnames, files = [], []
+    with entries:
+        while True:
+            try:
+                entry = next(entries)
+            except StopIteration:
+                break
+            except OSError as exc:
+                onerror(exc)
+                return
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                dirnames.append(entry.name)
+                continue
+            try:
+                files.append((entry.name, entry.is_symlink()))
+            except OSError:  # gone since the listing: _file_stat says so
+                files.append((entry.name, False))
+    files.sort()
+    listed[top] = (list(dirnames), files)
+    yield top, dirnames, files
+    yield from _subfolders(top, dirnames, onerror, follow_links, listed)
+
+
+def _subfolders(top: str, dirnames: list[str], onerror: Callable[[OSError], None], follow_links: bool,
+                listed: Listings) -> Iterator[tuple[str, list[str], list[tuple[str, bool]]]]:
+    """:func:`_listing` of each of ``dirnames`` under ``top``, in order (linked folders only with ``follow_links``)."""
+    for name in dirnames:
+        path = os.path.join(top, name)
+        if follow_links or not os.path.islink(path):
+            yield from _listing(path, onerror, follow_links, listed)
+
+
 def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: bool = False,
-          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, str, str]]:
+          follow_links: bool = False, known: frozenset[str] | set[str] = frozenset(),
+          listed: Listings | None = None) -> list[tuple[str, str, str]]:
     """Files with an image extension under ``top`` (with ``hidden``: also in and under names starting
     with '.'), recursively, each as ``(path, path relative to top with '/', real path)``: plain strings, as a
     folder of a million photos is cheaper without a ``Path`` per file. Files whose real path is in ``known``
     are left out. Linked files are read; linked folders are walked only with ``follow_links`` (never in loops),
-    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``."""
+    else they go to ``unfollowed``; folders that cannot be listed go to ``problems``; folders in ``listed`` are
+    not listed again (and those listed now are added to it)."""
     found, seen, top_text = [], set(), os.fspath(top)
 
     def failed(exc: OSError) -> None:
@@ -114,7 +189,7 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             return True
         return False
 
-    for dirpath, dirnames, filenames in os.walk(top, onerror=failed, followlinks=follow_links):
+    for dirpath, dirnames, files in _listing(top_text, failed, follow_links, {} if listed is None else listed):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
@@ -127,11 +202,11 @@ def _walk(top: Path, problems: dict[Path, str], unfollowed: set[Path], hidden: b
             unfollowed.update(Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
         inside = dirpath[len(top_text):].lstrip(os.sep).replace(os.sep, "/")
         folder, real_folder = os.path.join(dirpath, ""), os.path.join(real, "")
-        for f in sorted(filenames):
-            if (is_image(f) or (hidden and _has_image_extension(f))) and real_folder + f not in known:
+        for f, is_link in files:
+            if real_folder + f not in known and (is_image(f) or (hidden and _has_image_extension(f))):
                 file = folder + f  # its real path is its folder's unless it is a link itself
                 found.append((file, f"{inside}/{f}" if inside else f,
-                              os.path.realpath(file) if os.path.islink(file) else real_folder + f))
+                              os.path.realpath(file) if is_link else real_folder + f))
     return found
 
 
@@ -149,7 +224,7 @@ def _file_stat(file: str) -> FileStat | str:
         return "not a regular file (a pipe, socket or device)"
     if st.st_size == 0:
         return "empty file (0 bytes)"
-    return FileStat.of(st)
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # FileStat.of, inlined: once a photo
 
 
 def _utf8(name: str) -> bool:
@@ -231,16 +306,18 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
     problems: dict[Path, str] = {}
     unfollowed: set[Path] = set()
     accounted: set[str] = set()
+    listed: Listings = {}
     for split, split_dir in layout.items():
         per_split[split] = set()
         for class_dir in _subdirs(split_dir):
             if not _utf8(class_dir.name):
                 continue  # its files are reported below, with the reason
-            per_split[split].add(class_dir.name)
+            label = class_dir.name
+            per_split[split].add(label)
             prefix = class_dir.relative_to(root).as_posix() + "/"
-            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links):
+            for file, inside, real in _walk(class_dir, problems, unfollowed, follow_links=follow_links, listed=listed):
                 rel = prefix + inside
-                if not _utf8(rel):
+                if not (rel.isascii() or _utf8(rel)):
                     continue
                 accounted.add(real)
                 found = _file_stat(file)
@@ -248,8 +325,9 @@ def scan(root: str | os.PathLike, val_fraction: float = 0.0, test_fraction: floa
                     skipped.append({"path": rel, "reason": found})
                     continue
                 target = _carve(rel, val_fraction, test_fraction) if carving else split
-                entries.append(Entry(target, class_dir.name, rel, stat=found))
-    for _, rel, real in _walk(root, problems, set(), hidden=True, known=accounted):  # every other image file, and why
+                entries.append(Entry(target, label, rel, stat=found))
+    others = _walk(root, problems, set(), hidden=True, known=accounted, listed=listed)
+    for _, rel, real in others:  # every other image file, and why
         if real not in accounted and rel.split("/", 1)[0] != REMOVED_DIR:
             skipped.append({"path": _printable(rel), "reason": _why_not_used(rel, None if carving else layout)})
     skipped += [{"path": _printable(d.relative_to(root).as_posix()) + "/", "reason": why} for d, why in problems.items()]
@@ -311,9 +389,12 @@ def sort_key(entry: Entry) -> tuple:
 def exact_groups(entries: Iterable[Entry]) -> dict[str, list[list[dict]]]:
     """Byte-identical files grouped by kind: ``exact_duplicates`` (same split and class), ``label_conflicts``
     (more than one class), ``cross_split`` (more than one split); each group a sorted list of ``as_dict()``."""
+    entries = list(entries)
+    counts = Counter(e.sha256 for e in entries)  # counted in C: most photos have no copy
     by_sha: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
-        by_sha[entry.sha256].append(entry)
+        if counts[entry.sha256] > 1:
+            by_sha[entry.sha256].append(entry)
     found: dict[str, list] = {k: [] for k in EXACT_KINDS}
     for group in by_sha.values():
         if len(group) < 2:

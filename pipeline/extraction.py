@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import backbones, datasets, engines, runtimes, statindex
+from . import _gc, backbones, datasets, engines, runtimes, statindex
 from .augment import describe as describe_augment
 from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
@@ -28,6 +28,7 @@ def _choice(value: str, allowed: tuple, option: str) -> str:
     return value
 
 
+@_gc.paused()
 def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_size: int | None = None,
             pooling: str = "avg", weights: str = "imagenet", weights_dir: str | None = None,
             preprocess: str = "backbone", precision: str = "float32", store_dtype: str = "float32",
@@ -114,12 +115,13 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
             missing.sort(key=lambda k: datasets.SPLITS.index(split_of[k]))  # one run, split after split
             files = [str(manifest.root / first_path[k]) for k in missing]
-            t = time.perf_counter()
-            job, runtime_notes = runtimes.resolve(job, lambda n: decode_all(files[:n], size)[0])
-            timings["convert"], ran_on = time.perf_counter() - t, job.runtime
-            notes += runtime_notes
-            bars = _split_bars(progress, Counter(split_of[k] for k in missing))
-            outcome = engines.create(engine, job, **engine_options).run(files, missing, cache.parts, bars)
+            with _gc.collecting():  # building and running the base
+                t = time.perf_counter()
+                job, runtime_notes = runtimes.resolve(job, lambda n: decode_all(files[:n], size)[0])
+                timings["convert"], ran_on = time.perf_counter() - t, job.runtime
+                notes += runtime_notes
+                bars = _split_bars(progress, Counter(split_of[k] for k in missing))
+                outcome = engines.create(engine, job, **engine_options).run(files, missing, cache.parts, bars)
             computed = outcome.computed
             failed.update({missing[i][0]: reason for i, reason in outcome.failed.items()})
             timings.update(outcome.timings)

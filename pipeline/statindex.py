@@ -25,16 +25,17 @@ Layout (HDF5), ``<cache_dir>/stat-index/<dataset>/<feature file name>.stat``::
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from .atomic import replacing
-from .datasets import Entry, FileStat, Manifest, hash_files, path_problem
+from .datasets import Entry, FileStat, Manifest, hash_files, paths_problem
 from .store.layout import SHA, STR, kind_ok, plain, stored
 
 FORMAT_VERSION = 1
@@ -42,6 +43,7 @@ GRANULARITY_NS = 2_000_000_000  # FAT's 2 s: the coarsest timestamps a dataset f
 FOLDER = "stat-index"
 INTS = dict(zip(FileStat._fields, (np.int64, np.int64, np.int64, np.uint64)))  # size, mtime_ns, ctime_ns, inode
 Record = tuple[tuple, str]  # stat data (FileStat's fields, in order), sha256
+NO_STAT = FileStat(0, 0, 0, 0)  # stands in for the stat data of an entry without (never vouched for)
 
 
 def location(feature_file: str | os.PathLike) -> Path:
@@ -52,24 +54,44 @@ def location(feature_file: str | os.PathLike) -> Path:
 
 @dataclass(frozen=True)
 class StatIndex:
-    """What the last run saw of each photo, and the clock reading taken before its scan."""
+    """What the last run saw of each photo, as columns (a row per photo), and the clock reading taken before its
+    scan."""
 
     scanned_ns: int
-    records: dict[str, Record]
+    paths: list[str]
+    stats: dict[str, np.ndarray]  # one column per field of FileStat, of its type in INTS
+    sha256: list[str]
 
-    def vouched(self, entries: Iterable[Entry], recorded: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    @property
+    def records(self) -> dict[str, Record]:
+        """Path -> (stat data, sha256) of every photo listed."""
+        return dict(zip(self.paths, zip(zip(*(self.stats[n].tolist() for n in INTS)), self.sha256)))
+
+    def vouched(self, entries: Sequence[Entry], recorded: Mapping[str, str]) -> tuple[dict[str, str], int]:
         """``(path -> sha256 of the photos that need not be read, how many entries the feature file contradicts)``;
         ``recorded`` is the feature file's path -> sha256. An entry is racy (a change right after the last read
-        could have kept its stat data) when its mtime or ctime is not older than the scan by the granularity."""
-        found, contradicted = {}, 0
+        could have kept its stat data) when its mtime or ctime is not older than the scan by the granularity.
+        Stat data are compared column by column (NumPy), not photo by photo."""
+        if not self.paths or not entries:
+            return {}, 0
+        at = dict(zip(self.paths, range(len(self.paths))))
+        row = np.fromiter((at.get(e.path, -1) for e in entries), np.int64, len(entries))
+        stats = [e.stat for e in entries]
+        same = (row >= 0) & np.fromiter((s is not None for s in stats), bool, len(stats))
+        row[~same] = 0
+        stats = [s or NO_STAT for s in stats]
         racy_from = self.scanned_ns - GRANULARITY_NS
-        for e in entries:
-            record = self.records.get(e.path)
-            if record is None or record[0] != e.stat or e.stat.mtime_ns >= racy_from or e.stat.ctime_ns >= racy_from:
-                continue
-            if recorded.get(e.path) == record[1]:
-                found[e.path] = record[1]
-            elif e.path in recorded:
+        for k, (name, dtype) in enumerate(INTS.items()):
+            now = np.fromiter((s[k] for s in stats), dtype, len(stats))
+            same &= self.stats[name][row] == now
+            if name in ("mtime_ns", "ctime_ns"):
+                same &= now < racy_from
+        found, contradicted = {}, 0
+        for e, r in zip(itertools.compress(entries, same), row[same].tolist()):
+            sha, mine = self.sha256[r], recorded.get(e.path)
+            if mine == sha:
+                found[e.path] = sha
+            elif mine is not None:
                 contradicted += 1
         return found, contradicted
 
@@ -109,13 +131,12 @@ def _load(f: h5py.File, root: str) -> StatIndex | str:
     paths = _paths(columns["path"][()].tolist())
     if isinstance(paths, str):
         return paths
-    stats = zip(*(columns[n][()].tolist() for n in INTS))
-    return StatIndex(int(scanned), dict(zip(paths, zip(stats, sha.astype("U64").tolist()))))
+    stats = {n: columns[n][()].astype(dtype, copy=False) for n, dtype in INTS.items()}  # compared exactly
+    return StatIndex(int(scanned), paths, stats, sha.astype("U64").tolist())
 
 
 def _paths(raw: list[bytes]) -> list[str] | str:
-    """The paths of an index column (read as bytes), or what is wrong with one of them: :func:`path_problem`'s
-    rules, checked on the column joined by NUL (which no path may hold)."""
+    """The paths of an index column (read as bytes), or what is wrong with one of them (:func:`paths_problem`)."""
     if not raw:
         return []
     try:
@@ -123,10 +144,11 @@ def _paths(raw: list[bytes]) -> list[str] | str:
     except UnicodeDecodeError:
         return "a path is not valid UTF-8"
     paths = text.split("\0")
-    framed = "/" + text.replace("\0", "/\0/") + "/"
-    if len(paths) != len(raw) or "\\" in text or any(bad in framed for bad in ("//", "/./", "/../")):
-        bad = next((p for p in (b.decode() for b in raw) if path_problem(p)), "?")
-        return path_problem(bad) or "a path is not a plain path inside the dataset root"
+    if len(paths) != len(raw):  # a path holds a NUL
+        paths = [b.decode() for b in raw]
+    problem = paths_problem(paths)
+    if problem:
+        return problem
     if len(set(paths)) != len(paths):
         return "a path is listed twice"
     return paths
@@ -189,9 +211,10 @@ def hash_changed(manifest: Manifest, index_file: Path, recorded: Mapping[str, st
 def save(index_file: Path, hashing: Hashing, scanned_ns: int) -> list[str]:
     """Write the index of a committed run (when it differs from the previous one); a note when it cannot be
     written: that costs the next run a full read, nothing else."""
+    previous = hashing.previous
+    if previous is not None and not hashing.read and len(hashing.manifest.entries) == len(previous.paths):
+        return []  # the previous index vouched for every photo (same stat data, same sha256) and lists no other
     records = records_of(hashing.manifest.entries)
-    if hashing.previous is not None and not hashing.read and records == hashing.previous.records:
-        return []
     try:
         write(index_file, hashing.manifest.root, records, scanned_ns)
     except OSError as exc:

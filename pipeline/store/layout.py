@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import h5py
 import numpy as np
 
 from ..config import FORMAT_VERSION, POOLINGS, PRECISIONS, PREPROCESSINGS, RUNTIMES, STORE_DTYPES
-from ..datasets import path_problem
+from ..datasets import paths_problem
 
 STR = h5py.string_dtype("utf-8")
 SHA = h5py.string_dtype("ascii", 64)
@@ -20,7 +21,7 @@ SEGMENT_NAME = re.compile(r"seg-[0-9]{20}-[0-9a-f]{8}\.h5")
 SEGMENT_GROUPS = ("/", "train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Row:
     """One output row: an image (or one augmented view of it) and where its features come from."""
 
@@ -29,9 +30,12 @@ class Row:
     sha256: str
     view: int = 0
 
-    @property
-    def key(self) -> Key:
-        return (self.sha256, self.view)
+    def __init__(self, path: str, label: int, sha256: str, view: int = 0):
+        # one C call instead of a frozen __setattr__ per field: a rerun makes a row per photo and looks its key up
+        # several times, so the key (sha256, view) is made once here
+        self.__dict__.update(path=path, label=label, sha256=sha256, view=view, key=(sha256, view))
+
+    key: ClassVar[Key]  # (sha256, view): declared here for type checkers, held by each row (set by __init__)
 
 
 COLUMNS = {"features": "f", "labels": "iu", "view": "iu", "paths": "str", "sha256": "str"}
@@ -101,6 +105,22 @@ def recorded_runtimes(attrs) -> list[str]:
     return ["tensorflow"]
 
 
+class Columns:
+    """The row columns of an open feature file, each read from disk once and handed out read-only (a rerun's
+    checks, reuse and stat index all look at the same 100k paths and hashes; decoding them is the costly part)."""
+
+    def __init__(self, f: h5py.File):
+        self._f, self._read = f, {}
+
+    def __call__(self, split: str, name: str) -> np.ndarray:
+        if (split, name) not in self._read:
+            ds = self._f[split][name]
+            values = ds.asstr()[()] if ds.dtype.kind in "OS" else ds[()]
+            values.flags.writeable = False
+            self._read[(split, name)] = values
+        return self._read[(split, name)]
+
+
 def segmented(f: h5py.File) -> bool:
     """Whether ``f`` is a manifest whose rows live in segment files (else the file holds its features)."""
     return "layout_version" in f.attrs
@@ -130,10 +150,10 @@ def segments_problem(f: h5py.File) -> str:
     return ""
 
 
-def rows_problem(f: h5py.File, split: str) -> str:
+def rows_problem(f: h5py.File, split: str, columns: Columns) -> str:
     """What is wrong with where a segmented split's rows live ('' when nothing is): inside /segments."""
-    g, rows = f[split], f["segments/rows"][()]
-    segment, row = g["segment"][()], g["row"][()]
+    rows = f["segments/rows"][()]
+    segment, row = columns(split, "segment"), columns(split, "row")
     if not len(segment):
         return ""
     if segment.min() < 0 or segment.max() >= len(rows):
@@ -143,14 +163,16 @@ def rows_problem(f: h5py.File, split: str) -> str:
     return ""
 
 
-def layout_problem(f: h5py.File) -> str:
-    """What keeps ``f`` from being a feature file this version can read ('' when nothing does).
+def layout_problem(f: h5py.File, columns: Columns | None = None) -> str:
+    """What keeps ``f`` from being a feature file this version can read ('' when nothing does); the row columns
+    are read through ``columns`` (a reader keeps them for what it reads next).
 
     Only plain numbers and strings in the documented layout pass: no links to other files, no external
     or virtual storage, no opaque or object data (nothing a reader could be tricked into running), no more
     rows declared than stored, labels inside /classes, views of 0 or more, and image paths that stay inside
     the dataset root.
     """
+    columns = columns or Columns(f)
     if "format_version" not in f.attrs or "classes" not in f:
         return "it is an HDF5 file but not a feature file written by `transfer extract`"
     version = f.attrs["format_version"]
@@ -166,7 +188,7 @@ def layout_problem(f: h5py.File) -> str:
         return f"it links to other files or paths ({links[0]})"
     if not (plain(f["classes"]) and kind_ok(f["classes"], "str") and stored(f["classes"])):
         return "/classes is not a list of strings"
-    columns = ROW_COLUMNS if segmented(f) else COLUMNS
+    kinds = ROW_COLUMNS if segmented(f) else COLUMNS
     if segmented(f) and segments_problem(f):
         return segments_problem(f)
     for split in ("train", "val", "test"):
@@ -176,7 +198,7 @@ def layout_problem(f: h5py.File) -> str:
         if not isinstance(g, h5py.Group):
             return f"/{split} is not a group"
         lengths = set()
-        for name, kind in columns.items():
+        for name, kind in kinds.items():
             ds = g.get(name)
             if not (plain(ds) and kind_ok(ds, kind)):
                 return f"/{split}/{name} is missing or has the wrong type or shape"
@@ -185,21 +207,21 @@ def layout_problem(f: h5py.File) -> str:
             lengths.add(ds.shape[0])
         if len(lengths) != 1:
             return f"the columns of /{split} have different lengths"
-        labels = g["labels"][()]
+        labels = columns(split, "labels")
         if len(labels) and not (0 <= labels.min() and labels.max() < f["classes"].shape[0]):
             return f"/{split}/labels point outside /classes"
-        views = g["view"][()]
+        views = columns(split, "view")
         if len(views) and views.min() < 0:
             return f"/{split}/view holds negative values"
-        if segmented(f) and rows_problem(f, split):
-            return rows_problem(f, split)
-        bad = next((p for p in g["paths"].asstr()[()] if path_problem(p)), None)
-        if bad is not None:
-            return f"/{split}/paths: {path_problem(bad)}"
+        if segmented(f) and rows_problem(f, split, columns):
+            return rows_problem(f, split, columns)
+        bad = paths_problem(columns(split, "paths"))
+        if bad:
+            return f"/{split}/paths: {bad}"
     errors = f.get("errors")
     if errors is not None:
-        columns = [errors.get(c) if isinstance(errors, h5py.Group) else None for c in ("path", "sha256", "reason")]
-        if not all(plain(ds) and kind_ok(ds, "str") and stored(ds) for ds in columns) \
-                or len({ds.shape[0] for ds in columns}) != 1:
+        listed = [errors.get(c) if isinstance(errors, h5py.Group) else None for c in ("path", "sha256", "reason")]
+        if not all(plain(ds) and kind_ok(ds, "str") and stored(ds) for ds in listed) \
+                or len({ds.shape[0] for ds in listed}) != 1:
             return "/errors is not three string columns of one length (path, sha256, reason)"
     return ""

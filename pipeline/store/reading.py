@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import PipelineError
 from . import segments as seg
 from .gather import SegmentedFeatures
-from .layout import Key, layout_problem, segmented
+from .layout import Columns, Key, layout_problem, segmented
 
 OPEN_ATTEMPTS = 5  # a writer may publish a new version (and delete segments) between opening a manifest and them
 
@@ -48,7 +48,8 @@ class FeatureFile:
             self._f = h5py.File(self.path, "r", locking=False)
         except OSError:
             raise PipelineError(f"{self.path} is not an HDF5 feature file (make one with `transfer extract`)") from None
-        problem = layout_problem(self._f)
+        self._columns = Columns(self._f)
+        problem = layout_problem(self._f, self._columns)
         if problem:
             self._f.close()
             raise PipelineError(f"{self.path} is not a usable feature file: {problem} "
@@ -75,10 +76,10 @@ class FeatureFile:
             self.segments.append(seg.Segment(name, group, opened[name][group]["features"]))
         if len({(s.features.shape[1:], s.features.dtype) for s in self.segments}) > 1:
             raise ValueError("its segments hold rows of different shapes or types")
-        self._where = {s: (self._f[s]["segment"][()].astype(np.int64), self._f[s]["row"][()].astype(np.int64))
+        self._where = {s: (self.column(s, "segment").astype(np.int64), self.column(s, "row").astype(np.int64))
                        for s in self.splits}
         for split, (segment, row) in self._where.items():
-            sha, view = self._f[split]["sha256"][()], self._f[split]["view"][()]
+            sha, view = self._f[split]["sha256"][()], self.column(split, "view")
             for i in np.unique(segment):
                 g, mine = self.segments[i].features.parent, segment == i
                 if not (np.array_equal(g["sha256"][()][row[mine]], sha[mine])
@@ -108,8 +109,8 @@ class FeatureFile:
         return [s for s in ("train", "val", "test") if s in self._f]
 
     def column(self, split: str, name: str) -> np.ndarray:
-        ds = self._f[split][name]
-        return ds.asstr()[()] if ds.dtype.kind in "OS" else ds[()]
+        """One column of a split (strings as ``str``), read once and shared: read-only."""
+        return self._columns(split, name)
 
     def features(self, split: str) -> h5py.Dataset | SegmentedFeatures:
         """One split's features, read like an ``h5py.Dataset`` (``[()]``, ``[a:b]``, ``[i]``, ``.shape``)."""
@@ -147,7 +148,7 @@ class FeatureFile:
         if split not in self._f:
             raise PipelineError(f"{self.path} has no {split} split (it has: {', '.join(self.splits) or 'none'})")
         X = self.finite(split, self.features(split)[()].astype(np.float32, copy=False))
-        y = self.column(split, "labels")
+        y = self.column(split, "labels").copy()
         if originals_only:
             keep = self.column(split, "view") == 0
             X, y = X[keep], y[keep]

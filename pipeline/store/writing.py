@@ -15,7 +15,7 @@ import shutil
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import AbstractSet, Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -257,14 +257,15 @@ class FeatureCache:
         self._old: FeatureFile | None = None
         self._old_index: dict[Key, Place] = {}
         self._reusable = False  # the previous file has this config's fingerprint
-        self._stored: set[Key] = set()
+        self._stored: AbstractSet[Key] = frozenset()
         self._lock = writer_lock(self.path)
 
     def __enter__(self) -> "FeatureCache":
         self._lock.__enter__()
         try:
             self._open_previous()
-            self._stored = set(self._old_index) | set(self._parts_index())
+            parts = self._parts_index()
+            self._stored = self._old_index.keys() | parts.keys() if parts else self._old_index.keys()
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -307,7 +308,7 @@ class FeatureCache:
         self.notes += [d for d in self.parts.dropped if d not in self.notes]
         return index
 
-    def stored(self) -> set[Key]:
+    def stored(self) -> AbstractSet[Key]:
         """Every key whose features were on disk when the cache was opened (the previous file or valid
         finished part files)."""
         return self._stored
@@ -363,9 +364,8 @@ class FeatureCache:
             return False
         if sorted((e["path"], e["reason"]) for e in old.errors()) != sorted((e["path"], e["reason"]) for e in errors):
             return False
-        for split, rows in splits.items():
-            stored = list(zip(old.column(split, "paths"), old.column(split, "labels").tolist(),
-                              old.column(split, "sha256"), old.column(split, "view").tolist()))
-            if stored != [(r.path, r.label, r.sha256, r.view) for r in rows]:
-                return False
+        for split, rows in splits.items():  # column by column: no tuple per row
+            for name, field in (("sha256", "sha256"), ("paths", "path"), ("labels", "label"), ("view", "view")):
+                if old.column(split, name).tolist() != [getattr(r, field) for r in rows]:
+                    return False
         return True

@@ -1,0 +1,37 @@
+"""The cyclic garbage collector paused while stage one does its bookkeeping.
+
+A rerun over 100k photos builds a few hundred thousand small objects (entries, rows, keys, dicts of them) and no
+reference cycles; with the collector on, its collections of ever larger generations took half of that time
+(no-op rerun at 100k: hash_files 417 -> 147 ms, the rows to keep 321 -> 85 ms of CPU). Objects are still freed by
+reference counting; the forward pass, which can make cycles (TensorFlow, Ray), runs with the collector on.
+"""
+
+from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """The collector off for the block (a decorator too), back as it was after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """The collector on for the block (inside :func:`paused`), back as it was after."""
+    enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        if not enabled:
+            gc.disable()
