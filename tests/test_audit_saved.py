@@ -47,12 +47,18 @@ def test_a_second_audit_reuses_the_first_and_says_so(cache, monkeypatch, tmp_pat
         pipeline.audit_cache(cache, recompute=True)
 
 
-def test_other_settings_search_again(cache, monkeypatch):
+def test_other_settings_search_again_while_top_and_min_score_only_choose_what_is_listed(cache):
     pipeline.audit_cache(cache)
-    for settings in (dict(threshold=0.9), dict(include_test=True), dict(top=3), dict(min_score=1.5)):
+    for settings in (dict(threshold=0.9), dict(include_test=True)):
         assert pipeline.audit_cache(cache, **settings)["reused"] is False, settings
         assert pipeline.audit_cache(cache, **settings)["reused"] is True, settings
-    assert len(pipeline.audit_cache(cache, top=3)["outliers"]) == 3
+    assert pipeline.audit_cache(cache)["reused"] is False  # one saved audit per file: the last settings'
+    for settings in (dict(top=3), dict(min_score=1.2), dict(top=0), dict(top=30, min_score=0.5)):
+        reused = pipeline.audit_cache(cache, **settings)
+        assert reused["reused"] is True, settings
+        assert reused == {**pipeline.audit_cache(cache, recompute=True, **settings), "reused": True}, settings
+    listed = pipeline.audit_cache(cache, min_score=1.2)["outliers"]
+    assert 0 < len(listed) < 20 and min(x["score"] for x in listed) >= 1.2
 
 
 def test_a_commit_to_the_feature_file_makes_it_search_again(tmp_path, fast_args):

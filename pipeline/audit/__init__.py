@@ -43,13 +43,19 @@ def rank_findings(rows: Rows, classes: list[str], top: int | None = None, min_sc
     >>> rank_findings(read_rows(f, augmented=True).in_splits(("train", "val")), f.classes, top=5)  # doctest: +SKIP
     {'label_issues': [...], 'outliers': [...]}
     """
-    found = find(image_kinds(), Search(rows, classes, neighbours=neighbours))
+    return ranked(find(image_kinds(), Search(rows, classes, neighbours=neighbours)), top, min_score)
+
+
+def ranked(found: dict[str, list], top: int | None = None, min_score: float = 0.0) -> dict[str, list]:
+    """The image kinds' findings as :func:`rank_findings` lists them, from each kind's complete, sorted findings
+    (``found``, as :func:`~pipeline.audit.kinds.find` returns them)."""
     listed: set[str] = set()
+    shown = {}
     for kind in sorted(image_kinds(), key=lambda k: k.action != "remove"):
         kept = [x for x in found[kind.name] if x["score"] >= min_score and x["path"] not in listed]
-        found[kind.name] = kept[:kind.shown if top is None else top]
-        listed.update(x["path"] for x in found[kind.name])
-    return found
+        shown[kind.name] = kept[:kind.shown if top is None else top]
+        listed.update(x["path"] for x in shown[kind.name])
+    return {k.name: shown[k.name] for k in image_kinds()}
 
 
 def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSINE,
@@ -67,8 +73,9 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
     Image kinds (label issues, outliers) are searched in train and val (and test with ``include_test``); ``top``
     and ``min_score`` as in :func:`rank_findings`.
 
-    The findings are saved beside the feature file (:mod:`pipeline.audit.saved`); an audit of the same version of
-    the file with the same settings reuses them (``"reused": True``) unless ``recompute``.
+    The complete findings are saved beside the feature file (:mod:`pipeline.audit.saved`); an audit of the same
+    version of the file with the same ``threshold`` and ``include_test`` reuses them (``"reused": True``; ``top``
+    and ``min_score`` only choose what is listed) unless ``recompute``.
 
     Examples
     --------
@@ -91,16 +98,16 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
 
     scope = ("train", "val", "test") if include_test else ("train", "val")
     kept_at = saved.location(cache_file)
-    key = saved.key_of(cache_file, threshold=threshold, include_test=include_test, top=top, min_score=min_score)
+    key = saved.key_of(cache_file, threshold=threshold, include_test=include_test)
     with FeatureFile(cache_file) as f:
         classes, root = f.classes, f.config.get("dataset_root", "")
         found, note = (None, "") if recompute else saved.read(kept_at, key, saved.images_of(f), classes, scope)
         reused = found is not None
         if not reused:
-            found = _search(f, classes, threshold, scope, top, min_score)
+            found = _search(f, classes, threshold, scope)
     for line in ([note] if note else []) + ([] if reused else saved.save(kept_at, key, found)):
         log.warning(line)
-    result = {"cache": str(cache_file), "reused": reused, **found}
+    result = {"cache": str(cache_file), "reused": reused, **found, **ranked(found, top, min_score)}
     if output is not None:
         from .sheets import write_sheets
 
@@ -112,9 +119,9 @@ def audit_cache(cache_file: str | os.PathLike, threshold: float = NEAR_COPY_COSI
     return result
 
 
-def _search(f: FeatureFile, classes: list[str], threshold: float, scope: tuple[str, ...], top: int | None,
-            min_score: float) -> dict:
-    """The audit's findings in an open feature file: ``audit_cache``'s result from ``"threshold"`` on."""
+def _search(f: FeatureFile, classes: list[str], threshold: float, scope: tuple[str, ...]) -> dict:
+    """The audit's findings in an open feature file: ``audit_cache``'s result from ``"threshold"`` on, with every
+    finding of each image kind (not yet :func:`ranked`)."""
     from .neighbours import Neighbourhood
     from .vectors import read_rows
 
@@ -125,7 +132,7 @@ def _search(f: FeatureFile, classes: list[str], threshold: float, scope: tuple[s
     return {"threshold": threshold, "images": len(images.images),
             **find(group_kinds(), Search(images, classes, threshold, neighbours)),
             "splits": [s for s in scope if any(e.split == s for e in audited.images)],
-            **rank_findings(audited, classes, top, min_score, neighbours)}
+            **find(image_kinds(), Search(audited, classes, threshold, neighbours))}
 
 
-__all__ = ["KINDS", "LISTS", "audit_cache", "rank_findings"]
+__all__ = ["KINDS", "LISTS", "audit_cache", "rank_findings", "ranked"]

@@ -3,15 +3,17 @@ of the same version with the same settings (``transfer report`` of a run, most o
 searching again.
 
 ``<cache_dir>/audits/<dataset>/<feature file name>.json`` holds ``{"format_version", "key", "result"}``: the
-result as ``audit_cache`` returns it, less what belongs to one call (``cache``, ``sheets``, ``fix_list``,
-``reused``, ``notes``), and the key it is valid for: the feature file's stat data (a commit replaces the file, so
-every new version has another inode and ctime), the settings that change the findings (``threshold``,
-``include_test``, ``top``, ``min_score``), the table of finding kinds, and the versions of this package and of
-the libraries the audit computes with.
+result is ``audit_cache``'s from ``"threshold"`` on, with every finding of each image kind (every image of the
+searched splits with its outlier score, every flagged label issue), so that ``top`` and ``min_score`` choose what
+is listed after it is read; the key is what it is valid for: the feature file's stat data (a commit replaces the
+file, so every new version has another inode and ctime), the settings that change the findings (``threshold``,
+``include_test``), the table of finding kinds, and the versions of this package and of the libraries the audit
+computes with.
 
-A saved result is an accelerator, never trusted blindly: one that is not JSON, has another key, values of the
+A saved result is an accelerator, never trusted blindly: one that is not a regular JSON file, has values of the
 wrong type, or images that the feature file does not hold (or holds in another split or class) is ignored with
-a note, and the audit runs and replaces it. It is written whole (:mod:`pipeline.atomic`), never through a link.
+a note, and the audit runs and replaces it; one of another key is replaced silently. It is written whole
+(:mod:`pipeline.atomic`), never through a link.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 FOLDER = "audits"
 LIBRARIES = ("numpy", "scikit-learn", "cleanlab", "faiss-cpu")  # whose versions can change what the audit finds
-PER_CALL = ("cache", "sheets", "fix_list", "reused", "notes")  # result keys that belong to one call, not saved
 Images = Mapping[str, tuple[str, str]]  # path of every image (view 0) in the feature file -> (split, class)
 
 
@@ -167,13 +168,12 @@ def _ignoring(path: Path, why: str) -> str:
 
 
 def save(path: Path, key: dict | None, result: Mapping[str, Any]) -> list[str]:
-    """Write ``result`` (less its :data:`PER_CALL` keys) for ``key`` at ``path``, replacing what was there; a note
-    when it cannot be written: that costs the next audit a search, nothing else."""
+    """Write ``result`` for ``key`` at ``path``, replacing what was there; a note when it cannot be written: that
+    costs the next audit a search, nothing else."""
     if key is None:
         return []
-    kept = {k: v for k, v in result.items() if k not in PER_CALL}
     try:
-        write_text(path, json.dumps({"format_version": FORMAT_VERSION, "key": key, "result": kept},
+        write_text(path, json.dumps({"format_version": FORMAT_VERSION, "key": key, "result": result},
                                     allow_nan=False, separators=(",", ":")))
     except (OSError, ValueError, PipelineError) as exc:
         return [f"could not save the audit to {path} ({getattr(exc, 'strerror', None) or exc}): "
