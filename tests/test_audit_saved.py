@@ -91,6 +91,7 @@ def plant(cache: str, change) -> None:
     (lambda r: r["outliers"][0].update(score="high"), "a suggested class or a score is not one"),
     (lambda r: r["near_duplicates"][0].pop(), "not a list of two or more images"),
     (lambda r: r.update(images=r["images"] + 1), "image count is wrong"),
+    (lambda r: r.update(threshold=0.5), "threshold or image count is wrong"),
     (lambda r: r.pop("label_issues"), "other keys than an audit's"),
 ])
 def test_a_saved_audit_that_does_not_fit_the_file_is_ignored_and_replaced(cache, caplog, change, why):

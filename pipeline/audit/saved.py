@@ -102,13 +102,13 @@ def _listed_problem(x: Any, images: Images, classes: list[str], splits: list[str
     return ""
 
 
-def result_problem(result: Any, images: Images, classes: list[str], scope: tuple[str, ...]) -> str:
-    """Why ``result`` is not an audit of the feature file whose images (view 0) and classes are given, searched
-    in ``scope`` ('' when it is one)."""
+def result_problem(result: Any, images: Images, classes: list[str], threshold: float, scope: tuple[str, ...]) -> str:
+    """Why ``result`` is not an audit, at ``threshold`` and searched in ``scope``, of the feature file whose
+    images (view 0) and classes are given ('' when it is one)."""
     expected = {"threshold", "images", "splits", *FINDINGS}
     if not (isinstance(result, dict) and set(result) == expected):
         return "its result has other keys than an audit's"
-    if not (_number(result["threshold"]) and isinstance(result["images"], int) and result["images"] == len(images)):
+    if not (result["threshold"] == threshold and isinstance(result["images"], int) and result["images"] == len(images)):
         return "its threshold or image count is wrong"
     splits = result["splits"]
     if not (isinstance(splits, list) and all(isinstance(s, str) and s in scope for s in splits)):
@@ -124,7 +124,8 @@ def result_problem(result: Any, images: Images, classes: list[str], scope: tuple
     return ""
 
 
-def read(path: Path, key: dict | None, images: Images, classes: list[str], scope: tuple[str, ...]) -> tuple[dict | None, str]:
+def read(path: Path, key: dict | None, images: Images, classes: list[str],
+         scope: tuple[str, ...]) -> tuple[dict | None, str]:
     """The saved result at ``path`` when it was computed for ``key`` and fits the feature file (see
     :func:`result_problem`); else ``(None, note)`` (no note when there is none, or it is of another key)."""
     if key is None:
@@ -139,7 +140,7 @@ def read(path: Path, key: dict | None, images: Images, classes: list[str], scope
         return None, _ignoring(path, "it is not a saved audit")
     if saved["format_version"] != FORMAT_VERSION or saved["key"] != key:
         return None, ""  # an audit of another version or settings: replaced by this one, silently
-    if problem := result_problem(saved["result"], images, classes, scope):
+    if problem := result_problem(saved["result"], images, classes, key["settings"]["threshold"], scope):
         return None, _ignoring(path, problem)
     return saved["result"], ""
 
