@@ -105,7 +105,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = args.out / f"synthetic-{args.n}.h5"
+    cache = args.out / "synthetic" / f"synthetic-{args.n}.h5"  # <cache-dir>/<dataset>/: its saved audit stays in --out
+    cache.parent.mkdir(exist_ok=True)
     cache.unlink(missing_ok=True)
     start = time.perf_counter()
     planted = write_cache(cache, args.n)

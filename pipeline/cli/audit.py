@@ -28,14 +28,17 @@ SCORES = "; ".join(f"{k.one}: {k.score}" for k in image_kinds())
 @click.option("--fix-list", default=None, type=click.Path(dir_okay=False),
               help=f"Write {LISTED} to this CSV for review, then apply it with `transfer relabel`.")
 @click.option("--force", is_flag=True, help="Replace an existing --fix-list file (perhaps reviewed already).")
+@click.option("--recompute", is_flag=True,
+              help="Search again, though the saved audit of this version of the file with these settings could "
+                   "be reused (<cache-dir>/audits).")
 @json_option
 def audit(cache_file: str, threshold: float, top: int | None, min_score: float, include_test: bool,
-          output: str | None, fix_list: str | None, force: bool, as_json: bool) -> None:
+          output: str | None, fix_list: str | None, force: bool, recompute: bool, as_json: bool) -> None:
     """Find duplicates, leakage, label issues and outliers in a feature file."""
     from ..audit import audit_cache
 
     emit(audit_cache(cache_file, threshold, output, top=top, min_score=min_score, include_test=include_test,
-                     fix_list=fix_list, force=force), as_json, _audit_text)
+                     fix_list=fix_list, force=force, recompute=recompute), as_json, _audit_text)
 
 
 def _group_lines(kind: GroupKind, groups: list[list[dict]]) -> list[str]:
@@ -55,7 +58,8 @@ def _image_lines(kind: ImageKind, found: list[dict], where: str) -> list[str]:
 
 
 def _audit_text(r: dict) -> str:
-    lines = [f"{r['cache']}: {r['images']} images, near copies at cosine >= {r['threshold']}"]
+    reused = " (the saved audit of this version, reused)" if r.get("reused") else ""
+    lines = [f"{r['cache']}: {r['images']} images, near copies at cosine >= {r['threshold']}{reused}"]
     where = "+".join(r["splits"])
     for kind in FINDINGS.values():
         found = r[kind.name]
