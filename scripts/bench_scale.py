@@ -148,8 +148,9 @@ def features(bench: Bench) -> str:
     """The feature file the stage-two steps read: the extracted one, or N synthetic rows (written once, by a child
     process: a child's peak RSS counts its parent's at the fork, so this process stays small)."""
     if "features" not in bench.made:
-        path, planted = bench.work / "synthetic.h5", bench.work / "planted.json"
+        path, planted = bench.work / "synthetic" / "synthetic.h5", bench.work / "planted.json"  # audits/ beside
         if not (path.exists() and planted.exists()):
+            path.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", SYNTHESIZE, str(path), str(bench.n), str(planted)], check=True,
                            cwd=Path(__file__).parent)
@@ -234,7 +235,8 @@ def main() -> None:
     parser.add_argument("--weights-dir", default=None)
     parser.add_argument("--workdir", default=None, help="an empty folder to keep photos and cache in (default: a "
                                                          "temporary folder, deleted); with --rows, a folder whose "
-                                                         "synthetic.h5 and planted.json a run left are reused")
+                                                         "synthetic/synthetic.h5 and planted.json a run left are "
+                                                         "reused")
     args = parser.parse_args()
     steps = [s for s in args.steps.split(",") if s and not (args.rows and s == "extract")]
     unknown = sorted(set(steps) - set(STEPS))
