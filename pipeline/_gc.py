@@ -14,24 +14,21 @@ from typing import Iterator
 
 
 @contextmanager
-def paused() -> Iterator[None]:
-    """The collector off for the block (a decorator too), back as it was after."""
-    enabled = gc.isenabled()
-    gc.disable()
+def switched(on: bool) -> Iterator[None]:
+    """The collector on (``on``) or off for the block (a decorator too), back as it was after."""
+    was = gc.isenabled()
+    gc.enable() if on else gc.disable()
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        gc.enable() if was else gc.disable()
 
 
-@contextmanager
-def collecting() -> Iterator[None]:
-    """The collector on for the block (inside :func:`paused`), back as it was after."""
-    enabled = gc.isenabled()
-    gc.enable()
-    try:
-        yield
-    finally:
-        if not enabled:
-            gc.disable()
+def paused():
+    """The collector off for the block."""
+    return switched(False)
+
+
+def collecting():
+    """The collector on for the block (inside :func:`paused`)."""
+    return switched(True)
