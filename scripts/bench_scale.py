@@ -1,7 +1,8 @@
 """Wall time, CPU time and peak memory of each command at scale, each run as a fresh `transfer` process.
 
     .venv/bin/python scripts/bench_scale.py N [--steps extract,train,compare,audit,report] [--rows]
-                                              [--heads logreg,dense,svm,knn] [--backbone mobilenet_v2]
+                                              [--heads logreg,dense,svm,knn] [--stream | --no-stream]
+                                              [--backbone mobilenet_v2]
                                               [--image-size 96] [--pooling avg] [--weights none] [--workdir DIR]
 
 Synthesizes N small photos (64x64 JPEG noise around one colour per class, 80/20 train/val) in a temporary
@@ -160,6 +161,11 @@ def features(bench: Bench) -> str:
     return bench.made["features"]
 
 
+def streaming(bench: Bench) -> list[str]:
+    """``--stream`` / ``--no-stream`` when told, for train and compare; nothing lets them choose."""
+    return {None: [], True: ["--stream"], False: ["--no-stream"]}[bench.args.stream]
+
+
 def accuracy(metrics: dict, split: str) -> str:
     value = metrics.get(split, {}).get("accuracy")
     return "" if value is None else f"{split} {100 * value:.2f}%"
@@ -169,7 +175,7 @@ def train_rows(bench: Bench) -> list[Measured]:
     """``train`` of each head of ``--heads``; a head refused (knn streaming) is a row saying so."""
     rows = []
     for head in bench.args.heads.split(","):
-        command = ["train", features(bench), "--head", head, "--runs-root", str(bench.work / "runs")]
+        command = ["train", features(bench), "--head", head, "--runs-root", str(bench.work / "runs"), *streaming(bench)]
         try:
             r, seconds, cpu, peak = transfer(command)
         except Refused as refusal:
@@ -184,7 +190,7 @@ def train_rows(bench: Bench) -> list[Measured]:
 
 def compare_rows(bench: Bench) -> list[Measured]:
     r, seconds, cpu, peak = transfer(["compare", features(bench), "--heads", bench.args.heads,
-                                      "--runs-root", str(bench.work / "runs")])
+                                      "--runs-root", str(bench.work / "runs"), *streaming(bench)])
     did = "; ".join(f"{x['head']} skipped" if "skipped" in x else
                     f"{x['head']} val {100 * (x['val_accuracy'] or 0):.2f}%" for x in r)
     return [Measured("compare", seconds, cpu, peak, did)]
@@ -228,6 +234,8 @@ def main() -> None:
     parser.add_argument("--rows", action="store_true", help="N synthetic feature rows instead of photos "
                                                             "(the stage-two steps only)")
     parser.add_argument("--heads", default="logreg,dense,svm,knn", help="heads to train and compare")
+    parser.add_argument("--stream", default=None, action=argparse.BooleanOptionalAction,
+                        help="pass --stream / --no-stream to train and compare (default: they choose)")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--pooling", default="avg")
