@@ -26,8 +26,7 @@ class Rows:
     def __init__(self, f: FeatureFile, split: str, index: np.ndarray | None = None):
         self._f, self.split, self.index = f, split, index
         self._features = f.features(split)
-        labels = f.column(split, "labels")
-        self.y = labels if index is None else labels[index]
+        self.y = self.column("labels")
         self.shape = tuple(self._features.shape[1:])
         self._held: np.ndarray | None = None
 
@@ -48,10 +47,10 @@ class Rows:
     @property
     def groups(self) -> np.ndarray:
         """Each row's image hash (the augmented views of one image share it)."""
-        sha = self._f.column(self.split, "sha256")
-        return sha if self.index is None else sha[self.index]
+        return self.column("sha256")
 
     def column(self, name: str) -> np.ndarray:
+        """One column of these rows (``paths``, ``sha256``, ``view``, ...)."""
         values = self._f.column(self.split, name)
         return values if self.index is None else values[self.index]
 
@@ -65,7 +64,7 @@ class Rows:
             self._held = self._read(np.arange(len(self)))
         return self._held
 
-    def chunk_rows(self) -> int:
+    def _chunk_rows(self) -> int:
         return max(1, CHUNK_BYTES // max(1, self.nbytes // max(1, len(self))))
 
     def chunks(self, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -74,7 +73,7 @@ class Rows:
         if self._held is not None and rng is None:
             yield self._held, self.y
             return
-        size = self.chunk_rows()
+        size = self._chunk_rows()
         if rng is None:
             for start in range(0, len(self), size):
                 positions = np.arange(start, min(start + size, len(self)))
