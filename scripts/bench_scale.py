@@ -220,11 +220,11 @@ STEPS: dict[str, Callable[[Bench], list[Measured]]] = {
     "report": report_rows}
 
 
-def table(n: int, rows: list[Measured]) -> str:
-    lines = ["| work | N | wall s | CPU s | peak RSS MB | what it did |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.work} | {n} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |"
-              for r in rows]
-    return "\n".join(lines)
+HEADER = "| work | N | wall s | CPU s | peak RSS MB | what it did |\n|---|---|---|---|---|---|"
+
+
+def line(n: int, r: Measured) -> str:
+    return f"| {r.work} | {n} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {r.did} |"
 
 
 def main() -> None:
@@ -263,8 +263,10 @@ def main() -> None:
                   f"{args.image_size} px pooling {args.pooling}, weights {args.weights}", flush=True)
             time.sleep(RACY_WINDOW_S)
         print(f"bench_scale: load average {os.getloadavg()[0]:.2f}", flush=True)
-        rows = [row for step in steps for row in STEPS[step](bench)]
-    print(table(args.n, rows))
+        print(HEADER, flush=True)
+        for step in steps:  # each row as it is measured: a long run can be read, or stopped, on the way
+            for row in STEPS[step](bench):
+                print(line(args.n, row), flush=True)
 
 
 if __name__ == "__main__":
