@@ -354,7 +354,9 @@ def test_ctrl_c_exits_130_and_leaves_the_cache_whole(tmp_path):
             "store.Parts.write = slow\nfrom pipeline.cli import main\n"
             f"main(['extract', {str(data)!r}, '--backbone', 'vgg16', '--image-size', '32', '--weights', 'none', "
             f"'--batch-size', '2', '--cache-dir', {str(tmp_path / 'cache')!r}], prog_name='transfer')\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Ctrl-C restored in the child: a shell's background job (nohup, &) starts with SIGINT ignored
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((tmp_path / "cache").glob("*/*.parts-*/part-*.h5")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1].decode()[-2000:]
