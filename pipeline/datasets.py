@@ -11,11 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
 from .errors import PipelineError
 from .hashing import file_sha256, stable_fraction
@@ -376,49 +375,3 @@ def hash_files(manifest: Manifest, workers: int = 8, known: Mapping[str, str] | 
     entries = [r for r in results if isinstance(r, Entry)]
     skipped = manifest.skipped + [r for r in results if isinstance(r, dict)]
     return Manifest(manifest.root, manifest.classes, entries, skipped, manifest.warnings)
-
-
-SPLIT_ORDER = {split: i for i, split in enumerate(SPLITS)}
-EXACT_KINDS = ("exact_duplicates", "label_conflicts", "cross_split")
-
-
-def sort_key(entry: Entry) -> tuple:
-    return (SPLIT_ORDER.get(entry.split, 9), entry.label, entry.path)
-
-
-def exact_groups(entries: Iterable[Entry]) -> dict[str, list[list[dict]]]:
-    """Byte-identical files grouped by kind: ``exact_duplicates`` (same split and class), ``label_conflicts``
-    (more than one class), ``cross_split`` (more than one split); each group a sorted list of ``as_dict()``."""
-    entries = list(entries)
-    counts = Counter(e.sha256 for e in entries)  # counted in C: most photos have no copy
-    by_sha: dict[str, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        if counts[entry.sha256] > 1:
-            by_sha[entry.sha256].append(entry)
-    found: dict[str, list] = {k: [] for k in EXACT_KINDS}
-    for group in by_sha.values():
-        if len(group) < 2:
-            continue
-        group = sorted(group, key=sort_key)
-        same_place: dict[tuple, list[Entry]] = defaultdict(list)
-        for entry in group:
-            same_place[(entry.split, entry.label)].append(entry)
-        found["exact_duplicates"] += [[e.as_dict() for e in g] for g in same_place.values() if len(g) > 1]
-        if len({e.label for e in group}) > 1:
-            found["label_conflicts"].append([e.as_dict() for e in group])
-        if len({e.split for e in group}) > 1:
-            found["cross_split"].append([e.as_dict() for e in group])
-    return found
-
-
-def duplicate_warnings(entries: Iterable[Entry]) -> list[str]:
-    """One line per problem for ``transfer extract``: byte-identical files across splits or classes."""
-    found = exact_groups(entries)
-    lines = []
-    for kind, what in (("cross_split", "in more than one split (leakage)"),
-                       ("label_conflicts", "under more than one class")):
-        if found[kind]:
-            example = " = ".join(i["path"] for i in found[kind][0][:2])
-            lines.append(f"{len(found[kind])} byte-identical image(s) stored {what}, e.g. {example}; "
-                         f"`transfer audit` on the cache lists them all")
-    return lines

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import _gc, backbones, datasets, engines, runtimes, statindex
+from . import _gc, backbones, datasets, engines, exact_copies, runtimes, statindex
 from .augment import describe as describe_augment
 from .config import MAX_BATCH, POOLINGS, PRECISIONS, PREPROCESSINGS, STORE_DTYPES, FeatureConfig
 from .errors import PipelineError
@@ -151,7 +151,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         "reused": reused,
         "removed": removed,
         "skipped": [{"path": s["path"], "reason": s["reason"]} for s in skipped],
-        "warnings": manifest.warnings + datasets.duplicate_warnings(
+        "warnings": manifest.warnings + exact_copies.duplicate_warnings(
             e for e in manifest.entries if e.sha256 not in failed),
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),

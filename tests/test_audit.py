@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 
 import pipeline
 from pipeline.audit import KINDS
-from pipeline.datasets import Entry, exact_groups
+from pipeline.datasets import Entry
+from pipeline.exact_copies import exact_groups
 from pipeline.cli import main
 
 

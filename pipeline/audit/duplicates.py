@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets import EXACT_KINDS, Entry, exact_groups, sort_key
+from ..datasets import Entry
+from ..exact_copies import EXACT_KINDS, exact_groups, sort_key
 from .kinds import Search
 
 KINDS = (*EXACT_KINDS, "near_duplicates")
