@@ -58,3 +58,20 @@ def test_the_map_sample_keeps_every_finding_and_each_class_share():
     chosen = sample(10_000, marked, size=1000, labels=labels)
     assert len(chosen) == len(set(chosen)) == 1000 and {3, 9950} <= set(chosen.tolist())
     assert np.bincount(labels[chosen]).tolist() == [899, 90, 11]  # 898 + 90 + 10 drawn, plus the two findings
+
+
+def test_audit_rows_are_one_array_a_split_is_a_view_and_a_sample_reads_only_its_rows(tmp_path):
+    from pipeline.audit.vectors import read_index, read_rows
+    from pipeline.store import FeatureFile
+
+    with FeatureFile(synthetic_cache(tmp_path / "features.h5")) as f:
+        every = read_rows(f)
+        train = every.in_splits(("train",))
+        picked = np.array([1, 7, 30, 33])
+        sample = read_rows(f, only=picked)
+        bare = read_index(f)
+    assert np.shares_memory(train.vectors, every.vectors)  # the train rows come first: a view, not a copy
+    assert [e.split for e in train.images] == ["train"] * len(train.vectors)
+    assert np.array_equal(sample.vectors, every.vectors[picked]) and np.array_equal(sample.labels, every.labels[picked])
+    assert [e.path for e in sample.images] == [every.images[i].path for i in picked]
+    assert bare.vectors.shape == (len(every.images), 0) and np.array_equal(bare.labels, every.labels)

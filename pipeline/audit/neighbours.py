@@ -47,7 +47,13 @@ SHARED_K = 21  # neighbours a shared search finds candidates for (outliers: the 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """The rows scaled to length 1 (float32; a zero row stays zero)."""
     vectors = np.asarray(vectors, np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors / lengths(vectors)[:, None]
+
+
+def lengths(vectors: np.ndarray) -> np.ndarray:
+    """Each row's length (float32, at least 1e-12): the searches divide by it rather than hold unit copies of
+    the rows (5 GB at a million 1,280-d rows)."""
+    return np.maximum(np.linalg.norm(np.asarray(vectors, np.float32), axis=1), 1e-12)
 
 
 def nearest(vectors: np.ndarray, k: int, exact: bool | None = None, close_only: bool = False
@@ -65,29 +71,33 @@ def nearest(vectors: np.ndarray, k: int, exact: bool | None = None, close_only: 
     >>> i[:, 0].tolist()
     [0, 1, 2, 3]
     """
-    unit = unit_rows(vectors)
-    k = min(k, len(unit))
+    vectors = np.asarray(vectors, np.float32)
+    k = min(k, len(vectors))
     if k < 1:
-        return np.zeros((len(unit), 0)), np.zeros((len(unit), 0), int)
-    if exact if exact is not None else len(unit) <= EXACT_ROWS:
-        similarity, index = _exact(unit, k)
+        return np.zeros((len(vectors), 0)), np.zeros((len(vectors), 0), int)
+    if exact if exact is not None else len(vectors) <= EXACT_ROWS:
+        similarity, index = _exact(vectors, k)
     else:
-        similarity, index = _hnsw(unit, k, *((CLOSE_LINKS, CLOSE_BUILD) if close_only else (HNSW_LINKS, HNSW_BUILD)))
+        links, build = (CLOSE_LINKS, CLOSE_BUILD) if close_only else (HNSW_LINKS, HNSW_BUILD)
+        similarity, index = (a[:, :k] for a in _candidates(vectors, k, links, build))
     return np.clip(1.0 - similarity, 0.0, 2.0).astype(np.float64), index.astype(np.int64)
 
 
-def _exact(unit: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and indices of the ``k`` rows of ``unit`` most similar to each of ``queries`` (indices into
-    ``unit``; all rows by default), BLOCK queries at a time."""
-    queries = np.arange(len(unit)) if queries is None else queries
+def _exact(vectors: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and indices of the ``k`` rows of ``vectors`` most similar (by cosine) to each of ``queries``
+    (indices into ``vectors``; all rows by default), BLOCK queries at a time."""
+    queries = np.arange(len(vectors)) if queries is None else queries
+    norms = lengths(vectors)
     similarity = np.empty((len(queries), k), np.float32)
     index = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), BLOCK):
-        sims = unit[queries[start:start + BLOCK]] @ unit.T
-        if k < len(unit):
+        asked = queries[start:start + BLOCK]
+        sims = (vectors[asked] / norms[asked, None]) @ vectors.T
+        sims /= norms
+        if k < len(vectors):
             top = np.argpartition(sims, -k, axis=1)[:, -k:]
         else:
-            top = np.tile(np.arange(len(unit)), (len(sims), 1))
+            top = np.tile(np.arange(len(vectors)), (len(sims), 1))
         top_sims = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_sims, axis=1, kind="stable")
         similarity[start:start + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
@@ -95,14 +105,8 @@ def _exact(unit: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple
     return similarity, index
 
 
-def _hnsw(unit: np.ndarray, k: int, links: int, build: int) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and indices of the ``k`` most similar rows (:func:`_candidates`, the ``k`` first)."""
-    similarity, found = _candidates(unit, k, links, build)
-    return similarity[:, :k], found[:, :k]
-
-
 @one_blas_thread
-def _candidates(unit: np.ndarray, k: int, links: int = HNSW_LINKS, build: int = HNSW_BUILD
+def _candidates(vectors: np.ndarray, k: int, links: int = HNSW_LINKS, build: int = HNSW_BUILD
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Similarities and indices of :data:`CANDIDATES` x ``k`` candidates of each row, most similar first: from a
     FAISS HNSW index of the rows projected on :data:`INDEX_DIMS` directions (one thread), ranked by their exact
@@ -111,35 +115,40 @@ def _candidates(unit: np.ndarray, k: int, links: int = HNSW_LINKS, build: int = 
     import faiss
 
     faiss.omp_set_num_threads(1)  # as the rest of the audit: OpenMP threads on a busy machine slow it down
-    reduced = unit_rows(_project(unit, INDEX_DIMS))
-    wanted = min(CANDIDATES * k, len(unit))
+    norms = lengths(vectors)
+    reduced = unit_rows(_project(vectors, norms, INDEX_DIMS))
+    wanted = min(CANDIDATES * k, len(vectors))
     index = faiss.IndexHNSWFlat(reduced.shape[1], links, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = build
     index.add(reduced)
     index.hnsw.efSearch = max(HNSW_SEARCH, wanted)
     _, found = index.search(reduced, wanted)
     del reduced, index
-    rows = np.arange(len(unit))[:, None]
+    rows = np.arange(len(vectors))[:, None]
     missing = found < 0  # fewer reachable than wanted: the row itself fills in, ranked last
     found = np.where(missing, rows, found)
     similarity = np.empty(found.shape, np.float32)
     step = BLOCK // 4  # step x wanted x D candidate rows in memory at a time
-    for start in range(0, len(unit), step):
-        candidates = unit[found[start:start + step]]
-        similarity[start:start + step] = np.matmul(candidates, unit[start:start + step, :, None])[..., 0]
+    for start in range(0, len(vectors), step):
+        near = found[start:start + step]
+        dots = np.matmul(vectors[near], vectors[start:start + step, :, None])[..., 0]
+        similarity[start:start + step] = dots / norms[near] / norms[start:start + step, None]
     similarity[missing] = -1.0
     order = np.argsort(-similarity, axis=1, kind="stable")
     return np.take_along_axis(similarity, order, axis=1), np.take_along_axis(found, order, axis=1)
 
 
-def _project(unit: np.ndarray, dims: int) -> np.ndarray:
-    """The rows on the ``dims`` directions that keep their dot products best (:func:`top_directions` of a sample
-    of :data:`PCA_SAMPLE` rows, not centred), float32."""
-    if unit.shape[1] <= dims:
-        return unit
+def _project(vectors: np.ndarray, norms: np.ndarray, dims: int) -> np.ndarray:
+    """The unit rows (``vectors`` over their ``norms``) on the ``dims`` directions that keep their dot products
+    best (:func:`top_directions` of a sample of :data:`PCA_SAMPLE` rows, not centred), float32, in blocks."""
+    if vectors.shape[1] <= dims:
+        return vectors / norms[:, None]
     rng = np.random.default_rng(0)
-    basis = top_directions(unit[np.sort(rng.choice(len(unit), min(PCA_SAMPLE, len(unit)), replace=False))], dims)
-    return np.concatenate([unit[s:s + 8 * BLOCK] @ basis for s in range(0, len(unit), 8 * BLOCK)])
+    picked = np.sort(rng.choice(len(vectors), min(PCA_SAMPLE, len(vectors)), replace=False))
+    basis = top_directions(vectors[picked] / norms[picked, None], dims)
+    step = 8 * BLOCK
+    return np.concatenate([(vectors[s:s + step] / norms[s:s + step, None]) @ basis
+                           for s in range(0, len(vectors), step)])
 
 
 class Neighbourhood:
@@ -165,7 +174,7 @@ class Neighbourhood:
             return nearest(rows.vectors, k)
         k = min(k, len(at))
         if self.found is None or self.found[1].shape[1] < min(CANDIDATES * k, total):
-            self.found = _candidates(unit_rows(self.images.vectors), max(k, SHARED_K))
+            self.found = _candidates(self.images.vectors, max(k, SHARED_K))
         similarity, found = self.found[0][at], self.found[1][at]
         local = np.full(total, -1, np.int64)
         local[at] = np.arange(len(at))
@@ -174,5 +183,5 @@ class Neighbourhood:
         similarity, found = np.take_along_axis(similarity, first, axis=1), np.take_along_axis(found, first, axis=1)
         short = np.flatnonzero((found < 0).any(axis=1))
         if len(short):
-            similarity[short], found[short] = _exact(unit_rows(rows.vectors), k, short)
+            similarity[short], found[short] = _exact(rows.vectors, k, short)
         return np.clip(1.0 - similarity, 0.0, 2.0).astype(np.float64), found

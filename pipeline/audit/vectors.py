@@ -33,24 +33,39 @@ class Rows:
         return self._where(np.array([e.split in splits for e in self.images], dtype=bool))
 
     def _where(self, keep: np.ndarray) -> "Rows":
-        """The kept rows; these same rows (no copy of the vectors) when every row is kept."""
+        """The kept rows; their vectors a view of these (no copy) when the kept rows are consecutive, as one
+        split's or consecutive splits' are."""
         if keep.all():
             return self
-        return Rows([e for e, k in zip(self.images, keep) if k], self.views[keep], self.labels[keep], self.vectors[keep])
+        at = np.flatnonzero(keep)
+        kept = slice(at[0], at[-1] + 1) if len(at) and at[-1] - at[0] + 1 == len(at) else keep
+        return Rows([e for e, k in zip(self.images, keep) if k], self.views[kept], self.labels[kept],
+                    self.vectors[kept])
 
 
-def _pooled(f: FeatureFile, split: str, keep: np.ndarray) -> np.ndarray:
-    """Feature vectors of the kept rows, maps average-pooled, read in blocks of rows."""
+def _pool_into(out: np.ndarray, f: FeatureFile, split: str, keep: np.ndarray) -> None:
+    """Write the kept rows' feature vectors (maps average-pooled) into ``out``, read in blocks of rows."""
     ds = f.features(split)
-    blocks = []
+    at = 0
     for start in range(0, ds.shape[0], POOL_ROWS):
-        block = f.finite(split, ds[start:start + POOL_ROWS].astype(np.float32)[keep[start:start + POOL_ROWS]])
-        blocks.append(block.reshape(len(block), -1, block.shape[-1]).mean(axis=1) if block.ndim > 2 else block)
-    return np.concatenate(blocks) if blocks else np.zeros((0, ds.shape[-1] if ds.ndim > 1 else 0), np.float32)
+        wanted = keep[start:start + POOL_ROWS]
+        if not wanted.any():
+            continue
+        block = f.finite(split, ds[start:start + POOL_ROWS].astype(np.float32)[wanted])
+        out[at:at + len(block)] = block.reshape(len(block), -1, block.shape[-1]).mean(axis=1)
+        at += len(block)
 
 
-def read_rows(f: FeatureFile, augmented: bool = False) -> Rows:
-    """Every split's images (and with ``augmented`` their augmented views) with pooled feature vectors.
+def read_index(f: FeatureFile, augmented: bool = False) -> Rows:
+    """What :func:`read_rows` returns without reading a feature: vectors of width 0."""
+    images, views, labels, _ = _index(f, augmented)
+    return Rows(images, views, labels, np.zeros((len(images), 0), np.float32))
+
+
+def read_rows(f: FeatureFile, augmented: bool = False, only: np.ndarray | None = None) -> Rows:
+    """Every split's images (and with ``augmented`` their augmented views) with pooled feature vectors, held in
+    one float32 array (no other copy is made on the way); ``only``: sorted positions among those rows, the rows
+    read (a sample).
 
     Examples
     --------
@@ -59,9 +74,28 @@ def read_rows(f: FeatureFile, augmented: bool = False) -> Rows:
     >>> rows.vectors.shape                                                   # doctest: +SKIP
     (92, 1280)
     """
+    images, views, labels, keeps = _index(f, augmented)
+    chosen = np.ones(len(images), bool)
+    if only is not None:
+        chosen[:] = False
+        chosen[only] = True
+        images = [images[i] for i in only]
+    dims = next((f.features(s).shape[-1] for s in f.splits if f.features(s).ndim > 1), 1)
+    vectors = np.empty((int(chosen.sum()), dims), np.float32)
+    first = written = 0  # this split's first row among all rows, and among the vectors
+    for split, keep in zip(f.splits, keeps):
+        read = keep.copy()
+        read[keep] = chosen[first:first + int(keep.sum())]
+        _pool_into(vectors[written:], f, split, read)
+        first, written = first + int(keep.sum()), written + int(read.sum())
+    return Rows(images, views[chosen], labels[chosen], vectors)
+
+
+def _index(f: FeatureFile, augmented: bool) -> tuple[list[Entry], np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Every split's kept rows (all, or view 0): their images, views and labels, and each split's kept mask."""
     classes = f.classes
     images: list[Entry] = []
-    views, labels, vectors = [], [], []
+    views, labels, keeps = [], [], []
     for split in f.splits:
         view = f.column(split, "view")
         keep = np.ones(len(view), bool) if augmented else view == 0
@@ -69,8 +103,6 @@ def read_rows(f: FeatureFile, augmented: bool = False) -> Rows:
         images += [Entry(split, classes[int(c)], p, s) for c, p, s in zip(y, paths, shas)]
         views.append(view[keep])
         labels.append(y)
-        vectors.append(_pooled(f, split, keep))
-    vectors = [v for v in vectors if len(v)]
-    return Rows(images, np.concatenate(views or [np.zeros(0, int)]).astype(int),
-                np.concatenate(labels or [np.zeros(0, int)]).astype(int),
-                np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32))
+        keeps.append(keep)
+    return (images, np.concatenate(views or [np.zeros(0, int)]).astype(int),
+            np.concatenate(labels or [np.zeros(0, int)]).astype(int), keeps)

@@ -77,10 +77,11 @@ def embed(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray, marked: dict[str, np.ndarray],
-                    title: str = "") -> bytes:
+                    title: str = "", counts: dict[str, int] | None = None) -> bytes:
     """The map as PNG bytes: dots coloured by ``classes[labels]``, rows where ``marked[name]`` is True drawn
     with the marker of that image kind (:data:`pipeline.audit.kinds.FINDINGS`: rings for ``label_issues``,
-    crosses for ``outliers``); at most :data:`MAP_POINTS` rows (:func:`sample`), the legend counting all.
+    crosses for ``outliers``); at most :data:`MAP_POINTS` rows (:func:`sample`), the legend counting all (or
+    ``counts``, when the rows are a sample already).
 
     Examples
     --------
@@ -93,7 +94,7 @@ def feature_map_png(vectors: np.ndarray, classes: list[str], labels: np.ndarray,
 
     plt = _pyplot()
     shown = sample(len(vectors), marked, labels=labels)
-    counts = {name: int(rows.sum()) for name, rows in marked.items()}
+    counts = counts or {name: int(rows.sum()) for name, rows in marked.items()}
     vectors, labels, marked = vectors[shown], labels[shown], {name: rows[shown] for name, rows in marked.items()}
     xy = embed(vectors)
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -129,14 +130,17 @@ def cache_map_png(cache_file, found: dict) -> bytes:
     >>> png = cache_map_png("cache/pets/mobilenet_v2-224-avg.h5", audit_cache("cache/pets/mobilenet_v2-224-avg.h5"))  # doctest: +SKIP
     """
     from ..audit.kinds import image_kinds
-    from ..audit.vectors import read_rows
+    from ..audit.vectors import read_index, read_rows
     from ..store import FeatureFile
 
     with FeatureFile(cache_file) as f:
-        rows, classes = read_rows(f), f.classes
-    paths = np.array([e.path for e in rows.images])
-    marked = {k.name: np.isin(paths, [x["path"] for x in found.get(k.name, [])]) for k in image_kinds()}
-    shown = min(len(paths), MAP_POINTS)
-    of = f"a sample of {shown} of {len(paths)}" if shown < len(paths) else str(len(paths))
+        every, classes = read_index(f), f.classes  # images and labels: what to sample
+        paths = np.array([e.path for e in every.images])
+        marked = {k.name: np.isin(paths, [x["path"] for x in found.get(k.name, [])]) for k in image_kinds()}
+        shown = sample(len(paths), marked, labels=every.labels)
+        rows = read_rows(f, only=shown)  # the vectors of the sample alone
+    of = f"a sample of {len(shown)} of {len(paths)}" if len(shown) < len(paths) else str(len(paths))
     title = f"t-SNE of {of} images"
-    return feature_map_png(rows.vectors, classes, rows.labels, marked, title)
+    counts = {name: int(m.sum()) for name, m in marked.items()}
+    return feature_map_png(rows.vectors, classes, rows.labels, {name: m[shown] for name, m in marked.items()},
+                           title, counts)
