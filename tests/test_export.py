@@ -90,6 +90,7 @@ def test_every_format_reads_back_as_predict(setup, name):
     assert report["ms_per_image"] > 0 and report["bytes"] > 100_000
     if fmt.tolerance is not None:
         assert np.abs(got - setup["expected"]).max() <= fmt.tolerance
+        assert np.abs(fmt.load(path)(setup["pixels"][:1]) - setup["expected"][:1]).max() <= fmt.tolerance  # one photo
         assert check["max_prob_diff"] <= fmt.tolerance
         assert check["top1_agreement"] == 1.0 or fmt.tolerance > 1e-4  # float16 may flip a photo at 50/50
     else:

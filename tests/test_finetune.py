@@ -138,11 +138,11 @@ def test_cli_dry_run_table_and_json(runs):
 @needs_shared
 @pytest.mark.slow
 def test_hotdog_finetuning_keeps_val_accuracy(tmp_path, shared_extracts):
-    s = shared_extracts("hotdog_nothotdog", backbone="mobilenet_v2", image_size=160)
+    s = shared_extracts("hotdog_nothotdog", backbone="mobilenet_v2", image_size=128)
     dense = train(s["cache"], "dense", runs_root=str(tmp_path / "r"))
     r = finetune(dense["run_dir"], unfreeze_top=20, epochs=2, weights_dir=str(SHARED_WEIGHTS), runs_root=str(tmp_path / "r"))
     assert r["baseline"]["val"]["accuracy"] >= 0.75
-    assert r["metrics"]["val"]["accuracy"] >= r["baseline"]["val"]["accuracy"] - 0.02
+    assert r["metrics"]["val"]["accuracy"] >= r["baseline"]["val"]["accuracy"] - 0.02, (r["baseline"], r["metrics"])
 
 
 def test_streamed_finetune_decodes_each_pass_and_names_unreadable_photos(runs, tmp_path):

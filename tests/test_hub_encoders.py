@@ -10,6 +10,7 @@ pytest.importorskip("keras_hub")
 
 from pipeline import backbones, export, extract, load, predict, train  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
+from helpers import DENSE_FAST  # noqa: E402
 from pipeline.parity import FEATURES, relative_diff  # noqa: E402
 
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64)
@@ -81,7 +82,7 @@ def test_finetune_opens_the_last_blocks(monkeypatch, tmp_path, tiny_data):
     keras_hub.models.CLIPVisionEncoder(**tiny.kwargs, image_shape=(32, 32, 3)).save_to_preset(str(tmp_path / "p"))
     s = extract(tiny_data, backbone=tiny.name, image_size=32, weights=str(tmp_path / "p"), runtime="tensorflow",
                 cache_dir=str(tmp_path / "cache"))
-    run = train(s["cache"], head="dense", runs_root=str(tmp_path / "runs"))["run_dir"]
+    run = train(s["cache"], head="dense", options=DENSE_FAST, runs_root=str(tmp_path / "runs"))["run_dir"]
     r = finetune(run, unfreeze_top=4, epochs=1, out_dir=tmp_path / "ft")
     assert r["first_unfrozen"].endswith("encoder_block_1") and r["epochs_trained"] == 1
     assert r["trainable_params"] > 0

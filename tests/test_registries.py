@@ -1,23 +1,19 @@
 """Contracts driven by the registries, so that a new entry is tested the day it is added: every backbone
-builds and preprocesses as Keras does, every export format reads back what it was given, and every engine
-runs on every runtime with the same features."""
+builds and preprocesses as Keras does, and every export format reads back what it was given. (Every engine on
+every runtime: ``test_engines.py``, beside the other tests on Ray.)"""
 
 from __future__ import annotations
 
 import importlib
-import shutil
 
 import numpy as np
 import pytest
 
-from helpers import COLORS, FAST_ARGS, make_image
-from pipeline.parity import relative_diff
-from pipeline import FeatureFile, backbones, extract
+from helpers import COLORS, make_image
+from pipeline import backbones
 from pipeline.assemble import preprocessing_layers
-from pipeline.engines import ENGINES
 from pipeline.deploy.formats import FORMATS
 from pipeline.deploy.exporting import judge
-from pipeline.runtimes import RUNTIMES, onnx_cache
 
 # The feature width of each keras.applications backbone (its last layer's channels): a new registry entry declares
 # its own here. KerasHub encoders are built too large for this file; tests/test_hub_encoders.py shrinks each one.
@@ -106,46 +102,3 @@ def test_every_export_format_reads_back_as_the_keras_model(name, end_to_end, pix
     assert check["top1_agreement"] >= fmt.min_top1 and (fmt.tolerance is None or check["max_prob_diff"] <= fmt.tolerance)
     if fmt.tolerance is None:
         assert fmt.calibrated and fmt.input_dtype == "uint8"
-
-
-@pytest.fixture(scope="session")  # not module: the Ray tests, which need it too, run last
-def local_tensorflow(tmp_path_factory) -> dict:
-    """The tiny folder (with one unreadable file) extracted by the local engine on TensorFlow: the reference
-    every engine and runtime must match; its cache folder's ``models`` holds the base converted to ONNX."""
-    from helpers import TINY_COUNTS, make_folder
-
-    root = tmp_path_factory.mktemp("contract")
-    data = make_folder(root / "tiny", TINY_COUNTS)
-    (data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
-    args = dict(FAST_ARGS, cache_dir=str(root / "cache"))
-    reference = extract(data, **args, runtime="tensorflow")
-    converted = extract(data, **{**args, "cache_dir": str(root / "onnx")}, runtime="onnx")
-    assert converted["runtime"] == "onnx", converted["notes"]
-    return {"data": data, "reference": reference, "models": root / "onnx" / "models"}
-
-
-def rows(summary: dict) -> dict:
-    """``{(split, path): (label, features)}`` of a feature file."""
-    with FeatureFile(summary["cache"]) as f:
-        return {(s, p): (y, x) for s in f.splits
-                for p, y, x in zip(f.column(s, "paths"), f.column(s, "labels"), f.features(s)[()])}
-
-
-@pytest.mark.parametrize("runtime", list(RUNTIMES))
-@pytest.mark.parametrize("engine", list(ENGINES))
-def test_every_engine_on_every_runtime_computes_the_reference_features(engine, runtime, local_tensorflow, tmp_path,
-                                                                       request):
-    if engine == "ray":
-        pytest.importorskip("ray.data", reason="Ray Data not installed (pip install -e '.[ray]')")
-        request.getfixturevalue("ray_address")
-    shutil.copytree(local_tensorflow["models"], tmp_path / "cache" / "models")  # converted once per session
-    s = extract(local_tensorflow["data"], **FAST_ARGS, cache_dir=str(tmp_path / "cache"), engine=engine,
-                runtime=runtime)
-    reference = local_tensorflow["reference"]
-    assert s["runtime"] == runtime and s["computed"] == reference["computed"] == 22
-    assert [x["path"] for x in s["skipped"]] == ["train/red/broken.png"]
-    got, want = rows(s), rows(reference)
-    assert got.keys() == want.keys() and all(got[k][0] == want[k][0] for k in want)
-    keys = sorted(want)
-    difference = relative_diff(np.stack([want[k][1] for k in keys]), np.stack([got[k][1] for k in keys]))
-    assert difference <= (0 if (engine, runtime) == ("local", "tensorflow") else onnx_cache.TOLERANCE)

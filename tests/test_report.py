@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import FAST_ARGS, make_folder, make_image, needs_shared
+from helpers import DENSE_FAST, FAST_ARGS, make_folder, make_image, needs_shared
 from PIL import Image
 
 import pipeline
@@ -59,7 +59,7 @@ def build_runs(tmp: Path) -> list[str]:
     for i in range(2):
         make_image(root / "val" / "blue" / f"really_red{i}.png", (200, 50, 40), 100 + i)
     cache = pipeline.extract(root, **FAST_ARGS, cache_dir=str(tmp / "cache"))["cache"]
-    return [r["run_dir"] for r in compare(cache, ["logreg", "dense"], runs_root=str(tmp / "runs"))]
+    return [r["run_dir"] for r in compare(cache, ["logreg", "dense"], runs_root=str(tmp / "runs"), options=DENSE_FAST)]
 
 
 @pytest.fixture(scope="module")

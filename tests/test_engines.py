@@ -1,10 +1,13 @@
-"""The Ray engine: same rows and features as the local engine, and killed workers cost no data.
+"""Stage-one engines: every engine on every runtime computes the reference features (a contract driven by the
+registries), and on Ray killed workers cost no data and augmented views match the local engine's.
 
-Runs on a local Ray with 2 CPUs; skipped when Ray Data is not installed.
+Every test that needs Ray is in this file, so one pytest worker starts the session's one Ray (2 CPUs); they
+are skipped when Ray Data is not installed.
 """
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +19,10 @@ import numpy as np
 import pytest
 
 from pipeline import FeatureFile, PipelineError, extract
-from pipeline.engines import check
-from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from pipeline.engines import ENGINES, check
+from pipeline.parity import relative_diff
+from pipeline.runtimes import RUNTIMES, onnx_cache
+from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, make_folder, needs_shared
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray Data not installed (pip install -e '.[ray]')")
@@ -86,20 +91,6 @@ def test_ray_options_need_the_ray_engine():
 
 
 @needs_ray
-def test_same_rows_and_features_as_local(ray_address, tiny_data, fast_args, tmp_path):
-    (tiny_data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
-    local = extract(tiny_data, **fast_args)
-    remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray",
-                     engine_options={"workers": 2})
-    assert remote["splits"] == local["splits"] == {"train": 12, "val": 6, "test": 4}
-    assert remote["computed"] == 22 and [s["path"] for s in remote["skipped"]] == ["train/red/broken.png"]
-    assert "Pillow" in remote["skipped"][0]["reason"]
-    assert_same(local, remote)
-    again = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, engine="ray")
-    assert again["computed"] == 0 and again["reused"] == 22
-
-
-@needs_ray
 def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args):
     data = make_folder(tmp_path / "many", {"": 60})  # 120 images, 30 batches of 4
     args = {**fast_args, "image_size": 64, "batch_size": 4}
@@ -144,3 +135,66 @@ def test_real_photos_match_local(ray_address, tmp_path):
     with FeatureFile(remote["cache"]) as f:  # every part file came from an actor running ONNX
         assert f.config["runtimes"] == "onnx"
     assert_same(local, remote, atol=1e-4 * 10)  # features up to about 10: ONNX within 1e-4 of their scale
+
+
+@pytest.fixture(scope="module")
+def local_tensorflow(tmp_path_factory) -> dict:
+    """The tiny folder (with one unreadable file) extracted by the local engine on TensorFlow: the reference
+    every engine and runtime must match; its cache folder's ``models`` holds the base converted to ONNX."""
+    root = tmp_path_factory.mktemp("contract")
+    data = make_folder(root / "tiny", TINY_COUNTS)
+    (data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
+    args = dict(FAST_ARGS, cache_dir=str(root / "cache"))
+    reference = extract(data, **args, runtime="tensorflow")
+    converted = extract(data, **{**args, "cache_dir": str(root / "onnx")}, runtime="onnx")
+    assert converted["runtime"] == "onnx", converted["notes"]
+    return {"data": data, "reference": reference, "models": root / "onnx" / "models"}
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_every_engine_on_every_runtime_computes_the_reference_features(engine, runtime, local_tensorflow, tmp_path,
+                                                                       request):
+    if engine == "ray":
+        pytest.importorskip("ray.data", reason="Ray Data not installed (pip install -e '.[ray]')")
+        request.getfixturevalue("ray_address")
+    shutil.copytree(local_tensorflow["models"], tmp_path / "cache" / "models")  # converted once per module
+    args = dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"), engine=engine, runtime=runtime,
+                engine_options={"workers": 2} if engine == "ray" else None)
+    s = extract(local_tensorflow["data"], **args)
+    reference = local_tensorflow["reference"]
+    assert s["runtime"] == runtime and s["computed"] == reference["computed"] == 22
+    assert [x["path"] for x in s["skipped"]] == ["train/red/broken.png"] and "Pillow" in s["skipped"][0]["reason"]
+    (got, _), (want, _) = contents(s), contents(reference)
+    assert got.keys() == want.keys() and all(got[k][0] == want[k][0] for k in want)
+    keys = sorted(want)
+    difference = relative_diff(np.stack([want[k][1] for k in keys]), np.stack([got[k][1] for k in keys]))
+    assert difference <= (0 if (engine, runtime) == ("local", "tensorflow") else onnx_cache.TOLERANCE)
+    again = extract(local_tensorflow["data"], **args)
+    assert again["computed"] == 0 and again["reused"] == 22
+
+
+AUGMENT = dict(augment=2, augment_policy="flip,rotate=0.2", seed=3)
+
+
+def views(summary: dict) -> dict:
+    """``{(split, path, view): (label, features)}`` of a feature file."""
+    with FeatureFile(summary["cache"]) as f:
+        return {(s, p, int(v)): (int(y), x) for s in f.splits
+                for p, v, y, x in zip(f.column(s, "paths"), f.column(s, "view"), f.column(s, "labels"),
+                                      f.features(s)[()])}
+
+
+@needs_ray
+def test_augmented_views_on_ray_match_local(ray_address, tiny_data, fast_args, tmp_path):
+    local = extract(tiny_data, **fast_args, **AUGMENT)
+    remote = extract(tiny_data, **{**fast_args, "cache_dir": str(tmp_path / "ray")}, **AUGMENT, engine="ray",
+                     engine_options={"workers": 2})
+    assert remote["splits"] == local["splits"] == {"train": 36, "val": 6, "test": 4}
+    assert remote["computed"] == local["computed"] == 46
+    a, b = views(local), views(remote)
+    assert a.keys() == b.keys() and all(a[k][0] == b[k][0] for k in a)
+    assert max(float(np.abs(a[k][1] - b[k][1]).max()) for k in a) <= 1e-4
+    first = next(k for k in b if k[2] == 1)
+    assert np.abs(b[first][1] - b[(first[0], first[1], 0)][1]).max() > 1e-3  # a view is not the image itself
+    assert all(remote["timings"][name] > 0 for name in ("decode", "infer", "write"))
