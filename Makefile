@@ -19,4 +19,4 @@ demo: $(BIN)/.installed
 	TRANSFER_WEIGHTS_DIR=$${TRANSFER_WEIGHTS_DIR:-$(SHARED_WEIGHTS)} $(BIN)/transfer demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers, a test file each: 8:50 -> 6:25 here
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder  # two workers, a file each, in conftest.py's order

@@ -13,10 +13,13 @@ from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedE
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``real`` need ../shared: skipped, saying why, when it is absent. The tests on Ray (all in
-    ``test_engines.py``, so one worker of ``make test`` starts the session's one Ray) are scheduled first: the
-    longest file; Ray then idles at about 5% of a core."""
-    items.sort(key=lambda item: not uses_ray(item))  # stable: the rest keep their order
+    """Tests marked ``real`` need ../shared: skipped, saying why, when it is absent.
+
+    Longest first, so that neither of ``make test``'s two workers (a file at a time, in this order) is left with a
+    long file at the end: the tests on Ray (all in ``test_engines.py``, so one worker starts the session's one
+    Ray, which then idles at about 5% of a core), then the files marked ``slow``, then the rest.
+    """
+    items.sort(key=lambda item: (not uses_ray(item), item.get_closest_marker("slow") is None))  # stable
     if shared_present():
         return
     skip = pytest.mark.skip(reason=SHARED_MISSING)

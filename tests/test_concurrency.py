@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline import extract, load
@@ -14,6 +15,8 @@ from pipeline.cli import main
 from pipeline.store import FeatureFile
 from helpers import make_folder
 from test_crash_resume import ARGS, FAST, SLOW_PARTS, assert_same, part_files, snapshot, transfer, wait_for
+
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
 
 HOLD_COMMIT = """
 import os

@@ -16,6 +16,8 @@ from pipeline.errors import PipelineError
 from pipeline.assemble import assemble
 from pipeline.images import load_image
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 SIZE = 96
 FLOAT32_TOL = TOLERANCES["onnx"]  # max |a - b| / max |a|; measured here 4e-6
 

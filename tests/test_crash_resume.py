@@ -20,6 +20,8 @@ from pipeline.cli import main
 from pipeline.store import FeatureFile
 from helpers import COLORS, copied, make_folder, make_image
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
 FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
 

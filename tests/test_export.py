@@ -31,6 +31,8 @@ from pipeline.deploy.exporting import judge, tolerance
 from pipeline.images import decode_all, load_image
 from pipeline.runs import open_run
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 SIZE = 128
 # every format of the registry, exported by the setup: saved_model/ for a folder, else model[-variant].<suffix>
 NAMES = {name: f"model{name[name.find('-'):] if '-' in name else ''}{fmt.suffix}" if fmt.suffix else "saved_model"

@@ -16,6 +16,8 @@ from pipeline.finetuning import build, finetune, unfreeze
 from pipeline.runs import open_run
 from pipeline.training import train
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
@@ -136,7 +138,6 @@ def test_cli_dry_run_table_and_json(runs):
 
 
 @needs_shared
-@pytest.mark.slow
 def test_hotdog_finetuning_keeps_val_accuracy(tmp_path, shared_extracts):
     s = shared_extracts("hotdog_nothotdog", backbone="mobilenet_v2", image_size=128)
     dense = train(s["cache"], "dense", runs_root=str(tmp_path / "r"))

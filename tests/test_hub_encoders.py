@@ -13,6 +13,8 @@ from pipeline.errors import PipelineError  # noqa: E402
 from helpers import DENSE_FAST  # noqa: E402
 from pipeline.parity import FEATURES, relative_diff  # noqa: E402
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64)
 SIZE = {"dinov2_small": 28, "siglip2_base_patch16_224": 32, "clip_vit_base_patch16": 32}
 WIDTH = {"dinov2_small": 64, "siglip2_base_patch16_224": 32, "clip_vit_base_patch16": 32}  # DINOv2: CLS + mean

@@ -17,6 +17,8 @@ from pipeline.prediction import Extractor
 from pipeline.runs import open_run
 from pipeline.store import FeatureFile
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 SIZE = 32
 
 

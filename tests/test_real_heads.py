@@ -8,6 +8,8 @@ from pipeline import compare, export, predict
 from pipeline.heads import names
 from pipeline.images import load_image
 
+pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
+
 # dataset -> (input size, floor on the best head's val accuracy)
 FLOORS = {"urban_rural": (160, 0.95), "hymenoptera": (224, 0.92), "hotdog_nothotdog": (224, 0.88)}
 
