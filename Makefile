@@ -8,12 +8,10 @@ SHARED_WEIGHTS := $(wildcard ../shared/weights)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# uv installs what pip would, in parallel and from its cache; compiled to bytecode, as pip does (a
-	# Python told not to write bytecode, as CI may be, would otherwise compile TensorFlow in every process)
-	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# KerasHub for the encoder tests, without tensorflow-text (it pulls the full tensorflow beside tensorflow-cpu)
-	$(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps 'keras-hub>=0.32' regex tokenizers
+	$(BIN)/python -m pip install --quiet --no-deps 'keras-hub>=0.32' regex tokenizers
 	touch $@
 
 demo: $(BIN)/.installed
