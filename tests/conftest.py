@@ -71,6 +71,18 @@ def tiny_runs(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def converted_models(tmp_path_factory) -> Path:
+    """A model cache holding ``FAST_ARGS``' base (VGG16, 32 px, random weights) converted to ONNX, once per
+    session: a child ``transfer extract ... --runtime onnx`` on a cache with a copy of it (``copied(models,
+    cache / "models")``) never imports TensorFlow (a second of CPU, not seven)."""
+    from pipeline import extract
+
+    root = tmp_path_factory.mktemp("converted")
+    extract(make_folder(root / "photos", {"train": 1}), cache_dir=str(root / "cache"), **FAST_ARGS, runtime="onnx")
+    return root / "cache" / "models"
+
+
+@pytest.fixture(scope="session")
 def shared_extracts(tmp_path_factory) -> SharedExtracts:
     """``shared_extracts(dataset, **settings)``: the summary of the session's one extraction of a ../shared
     dataset with those settings (see :class:`helpers.SharedExtracts`)."""

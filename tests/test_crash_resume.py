@@ -1,6 +1,10 @@
 """A `transfer extract` killed with SIGKILL (during extraction, during the commit, just after it) never
 leaves the published feature file corrupt; the rerun reuses the finished batches and ends with the
-same rows and features as an uninterrupted run."""
+same rows and features as an uninterrupted run.
+
+The children run the base on ONNX Runtime from a copy of the session's converted model (``converted_models``),
+so they start without TensorFlow; the reruns in this process run it on TensorFlow (the runtime is not part of
+the cache key)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from helpers import COLORS, copied, make_folder, make_image
 
 pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
 
-ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2"]
+ARGS = ["--backbone", "vgg16", "--image-size", "32", "--weights", "none", "--batch-size", "2", "--runtime", "onnx"]
 FAST = dict(backbone="vgg16", image_size=32, weights="none", batch_size=2)
 
 # Test-only slow-downs, injected into the child process before the command runs.
@@ -103,11 +107,12 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def grown_once(tmp_path_factory):
-    """A published cache of 24 images, then 60 more images added to the folder, and a reference
-    cache of all 84 made without interruption (built once: each test gets copies, see `grown`)."""
+def grown_once(tmp_path_factory, converted_models):
+    """A published cache of 24 images (with the converted base), then 60 more images added to the folder, and a
+    reference cache of all 84 made without interruption (built once: each test gets copies, see `grown`)."""
     tmp = tmp_path_factory.mktemp("grown")
     root = make_folder(tmp / "photos", {"train": 8, "val": 4})
+    copied(converted_models, tmp / "cache" / "models")
     first = extract(root, cache_dir=str(tmp / "cache"), **FAST)
     for label, color in COLORS.items():
         for i in range(30):
