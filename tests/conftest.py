@@ -73,8 +73,8 @@ def tiny_runs(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def converted_models(tmp_path_factory) -> Path:
     """A model cache holding ``FAST_ARGS``' base (VGG16, 32 px, random weights) converted to ONNX, once per
-    session: a child ``transfer extract ... --runtime onnx`` on a cache with a copy of it (``copied(models,
-    cache / "models")``) never imports TensorFlow (a second of CPU, not seven)."""
+    session: ``transfer extract ... --runtime onnx`` on a cache with a copy of it (``copied(models, cache /
+    "models")``) never imports TensorFlow, in a child process or a Ray actor (a second of CPU, not seven)."""
     from pipeline import extract
 
     root = tmp_path_factory.mktemp("converted")

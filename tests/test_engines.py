@@ -22,7 +22,7 @@ from pipeline import FeatureFile, PipelineError, extract
 from pipeline.engines import ENGINES, check
 from pipeline.parity import relative_diff
 from pipeline.runtimes import RUNTIMES, onnx_cache
-from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, make_folder, needs_shared
+from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, copied, make_folder, needs_shared
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray Data not installed (pip install -e '.[ray]')")
@@ -91,13 +91,13 @@ def test_ray_options_need_the_ray_engine():
 
 
 @needs_ray
-def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args):
+def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args, converted_models):
     data = make_folder(tmp_path / "many", {"": 60})  # 120 images, 30 batches of 4
-    args = {**fast_args, "image_size": 64, "batch_size": 4}
-    cache = tmp_path / "ray"
+    args = {**fast_args, "batch_size": 4}
+    cache = copied(converted_models, tmp_path / "ray" / "models").parent  # actors on ONNX Runtime: no TensorFlow
     seen: dict = {}
     watcher = kill_when_parts_appear(inference_actor_pid, cache, seen)
-    remote = extract(data, **{**args, "cache_dir": str(cache)}, engine="ray")
+    remote = extract(data, **{**args, "cache_dir": str(cache), "runtime": "onnx"}, engine="ray")
     watcher.join(timeout=1)
     assert seen.get("killed") and seen["parts_at_kill"] < 30, "the actor was not killed mid-run"
     assert remote["computed"] == 120 and remote["skipped"] == []
@@ -105,9 +105,10 @@ def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, 
 
 
 @needs_ray
-def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args):
+def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args, converted_models):
     data = make_folder(tmp_path / "many", {"": 60})
-    args = {**fast_args, "image_size": 64, "batch_size": 4, "cache_dir": str(tmp_path / "ray")}
+    copied(converted_models, tmp_path / "ray" / "models")  # the driver and its actors on ONNX Runtime
+    args = {**fast_args, "batch_size": 4, "cache_dir": str(tmp_path / "ray"), "runtime": "onnx"}
     code = (f"from pipeline import extract; extract({str(data)!r}, engine='ray', engine_options={{'address': {ray_address!r}}}, "
             f"**{args!r})")
     driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,7 +119,7 @@ def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, 
     assert not list(Path(args["cache_dir"]).glob("*/*.h5")) and part_files(Path(args["cache_dir"]))
     rerun = extract(data, **args, engine="ray")
     assert rerun["reused"] > 0 and rerun["computed"] == 120 - rerun["reused"]
-    assert_same(extract(data, **{**args, "cache_dir": str(tmp_path / "local")}), rerun)
+    assert_same(extract(data, **{**args, "cache_dir": str(tmp_path / "local"), "runtime": "tensorflow"}), rerun)
     assert not part_files(Path(args["cache_dir"]))
 
 
@@ -138,17 +139,14 @@ def test_real_photos_match_local(ray_address, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_tensorflow(tmp_path_factory) -> dict:
+def local_tensorflow(tmp_path_factory, converted_models) -> dict:
     """The tiny folder (with one unreadable file) extracted by the local engine on TensorFlow: the reference
-    every engine and runtime must match; its cache folder's ``models`` holds the base converted to ONNX."""
+    every engine and runtime must match; ``models``: the session's base converted to ONNX."""
     root = tmp_path_factory.mktemp("contract")
     data = make_folder(root / "tiny", TINY_COUNTS)
     (data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
-    args = dict(FAST_ARGS, cache_dir=str(root / "cache"))
-    reference = extract(data, **args, runtime="tensorflow")
-    converted = extract(data, **{**args, "cache_dir": str(root / "onnx")}, runtime="onnx")
-    assert converted["runtime"] == "onnx", converted["notes"]
-    return {"data": data, "reference": reference, "models": root / "onnx" / "models"}
+    reference = extract(data, **FAST_ARGS, cache_dir=str(root / "cache"), runtime="tensorflow")
+    return {"data": data, "reference": reference, "models": converted_models}
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
@@ -158,7 +156,7 @@ def test_every_engine_on_every_runtime_computes_the_reference_features(engine, r
     if engine == "ray":
         pytest.importorskip("ray.data", reason="Ray Data not installed (pip install -e '.[ray]')")
         request.getfixturevalue("ray_address")
-    shutil.copytree(local_tensorflow["models"], tmp_path / "cache" / "models")  # converted once per module
+    shutil.copytree(local_tensorflow["models"], tmp_path / "cache" / "models")  # converted once per session
     args = dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"), engine=engine, runtime=runtime,
                 engine_options={"workers": 2} if engine == "ray" else None)
     s = extract(local_tensorflow["data"], **args)
