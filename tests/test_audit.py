@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import SHARED_DATA, SHARED_WEIGHTS, make_folder, needs_shared
+from helpers import SHARED_WEIGHTS, make_folder, needs_shared
 from PIL import Image, ImageDraw
 
 import pipeline
@@ -133,10 +133,10 @@ def test_audit_command_json_and_errors(tmp_path, fast_args):
 
 
 @needs_shared
-def test_urban_rural_rural22_and_rural8_are_identical(tmp_path):
-    cache = pipeline.extract(SHARED_DATA / "urban_rural", backbone="mobilenet_025", image_size=96,
-                             weights_dir=str(SHARED_WEIGHTS), cache_dir=str(tmp_path))["cache"]
-    found = pipeline.audit_cache(cache)
+def test_urban_rural_rural22_and_rural8_are_identical(tmp_path, shared_extracts):
+    summary = shared_extracts("urban_rural", backbone="mobilenet_025", image_size=96)
+    cache = shared_extracts.seed(tmp_path, summary) / Path(summary["cache"]).parent.name / Path(summary["cache"]).name
+    found = pipeline.audit_cache(cache)  # saves its findings beside the file: a copy
     assert ["train/rural/rural22.jpeg", "train/rural/rural8.jpeg"] in paths(found["exact_duplicates"])
 
 
