@@ -35,7 +35,7 @@ from .config import IN_MEMORY_BYTES, fingerprint, utc_now
 from .errors import PipelineError
 from .hashing import file_sha256
 from .heads.dense import network_arrays
-from .photos import Photos
+from .photos import Photos, passes_end_quietly
 from .store import FeatureFile
 
 MONITORS = ("val_accuracy", "val_loss")
@@ -177,14 +177,15 @@ def finetune(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = No
     size = int(source.features["input_size"])
     data = _splits(source, data_dir, size, stream)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    start = model.evaluate(**data["val"].keras(batch_size), verbose=0, return_dict=True)[monitor[len("val_"):]]
-    start_weights = model.get_weights()
-    stop = keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
-    t = time.perf_counter()
-    train = data["train"].keras(batch_size, np.random.default_rng(seed))
-    history = model.fit(**train, validation_data=data["val"].validation(batch_size), epochs=epochs,
-                        shuffle="y" in train, callbacks=[stop], verbose=0).history
-    fit_seconds = round(time.perf_counter() - t, 3)
+    with passes_end_quietly():
+        start = model.evaluate(**data["val"].keras(batch_size), verbose=0, return_dict=True)[monitor[len("val_"):]]
+        start_weights = model.get_weights()
+        stop = keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
+        t = time.perf_counter()
+        train = data["train"].keras(batch_size, np.random.default_rng(seed))
+        history = model.fit(**train, validation_data=data["val"].validation(batch_size), epochs=epochs,
+                            shuffle="y" in train, callbacks=[stop], verbose=0).history
+        fit_seconds = round(time.perf_counter() - t, 3)
     sign = 1 if monitor == "val_accuracy" else -1
     best = int(np.argmax(sign * np.array(history[monitor])))
     kept = best + 1

@@ -7,6 +7,8 @@ Unreadable files are dropped and named in :attr:`Photos.reasons`.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -72,3 +74,13 @@ class Photos:
     def skipped(self) -> list[dict]:
         """``[{path, reason}]`` of the photos found unreadable so far."""
         return [{"path": p, "reason": r} for p, r in sorted(self.reasons.items())]
+
+
+@contextlib.contextmanager
+def passes_end_quietly():
+    """Keras warns "Your input ran out of data; interrupting training" when a pass it did not know the length of
+    ends, as a streamed pass does (its unreadable photos are found as it goes, so its batches are not counted
+    ahead): nothing was cut short, and the warning is left out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        yield
