@@ -134,9 +134,9 @@ def test_audit_command_json_and_errors(tmp_path, fast_args):
 
 @needs_shared
 def test_urban_rural_rural22_and_rural8_are_identical(tmp_path, shared_extracts):
-    summary = shared_extracts("urban_rural", backbone="mobilenet_025", image_size=96)
-    cache = shared_extracts.seed(tmp_path, summary) / Path(summary["cache"]).parent.name / Path(summary["cache"]).name
-    found = pipeline.audit_cache(cache)  # saves its findings beside the file: a copy
+    shared = Path(shared_extracts("urban_rural", backbone="mobilenet_025", image_size=96)["cache"])
+    copy = shared_extracts.seed(tmp_path, {"cache": shared}) / shared.parent.name / shared.name
+    found = pipeline.audit_cache(copy)  # saves its findings beside the file it audits
     assert ["train/rural/rural22.jpeg", "train/rural/rural8.jpeg"] in paths(found["exact_duplicates"])
 
 
