@@ -95,10 +95,10 @@ def _quiet_tf(monkeypatch):
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_address():
-    """A local Ray with 2 CPUs, started once (the tests that use it are in one file, so in one worker); its
-    address lets other processes join it."""
+    """A local Ray with 2 CPUs for the file of tests that use it (``test_engines.py``: one worker starts it, and
+    it stops when they end); its address lets other processes join it."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False)

@@ -127,12 +127,12 @@ def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, 
 @needs_shared
 def test_real_photos_match_local(ray_address, tmp_path):
     """The actors run the driver's runtime: ONNX (auto, for MobileNetV2) from the model cache the job names."""
-    args = dict(backbone="mobilenet_v2", image_size=224, weights_dir=str(SHARED_WEIGHTS))
+    args = dict(backbone="mobilenet_v2", image_size=160, weights_dir=str(SHARED_WEIGHTS))
     local = extract(SHARED_DATA / "urban_rural", cache_dir=str(tmp_path / "local"), runtime="tensorflow", **args)
     remote = extract(SHARED_DATA / "urban_rural", cache_dir=str(tmp_path / "ray"), engine="ray", **args)
     assert remote["computed"] == local["computed"] > 0
     assert (local["runtime"], remote["runtime"]) == ("tensorflow", "onnx")
-    assert list((tmp_path / "ray" / "models").glob("mobilenet_v2-224-avg-*.onnx"))
+    assert list((tmp_path / "ray" / "models").glob("mobilenet_v2-160-avg-*.onnx"))
     with FeatureFile(remote["cache"]) as f:  # every part file came from an actor running ONNX
         assert f.config["runtimes"] == "onnx"
     assert_same(local, remote, atol=1e-4 * 10)  # features up to about 10: ONNX within 1e-4 of their scale
