@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
 
     ``make test``'s two workers take a file at a time in this order: the files marked ``slow``, so that neither
     worker is left with a long one at the end; then the tests on Ray (all in ``test_engines.py``, so one worker
-    starts the session's one Ray), whose minute and a half of mostly waiting for actors the other worker fills;
+    starts the run's one Ray), whose minute or so of mostly waiting for actors the other worker fills;
     then the rest. (Ray last left one core idle for a minute at the end: 7:17 here; first, beside the slow
     files, 7:15 against 6:53 in the middle.)
     """

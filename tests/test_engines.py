@@ -1,8 +1,8 @@
 """Stage-one engines: every engine on every runtime computes the reference features (a contract driven by the
 registries), and on Ray killed workers cost no data and augmented views match the local engine's.
 
-Every test that needs Ray is in this file, so one pytest worker starts the session's one Ray (2 CPUs); they
-are skipped when Ray Data is not installed.
+Every test that needs Ray is in this file, so one pytest worker starts the run's one Ray (2 CPUs, stopped when
+the file ends); they are skipped when Ray Data is not installed.
 """
 
 import importlib.util
