@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present,
+from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, copied, make_folder, shared_present,
                      vgg16_weights)
 
 
@@ -71,15 +71,15 @@ def tiny_runs(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def converted_models(tmp_path_factory) -> Path:
-    """A model cache holding ``FAST_ARGS``' base (VGG16, 32 px, random weights) converted to ONNX, once per
-    session: ``transfer extract ... --runtime onnx`` on a cache with a copy of it (``copied(models, cache /
-    "models")``) never imports TensorFlow, in a child process or a Ray actor (a second of CPU, not seven)."""
+def converted_cache(tmp_path_factory):
+    """``converted_cache(folder)``: ``folder`` made a cache holding a copy of ``FAST_ARGS``' base (VGG16, 32 px,
+    random weights) converted to ONNX once per session. ``transfer extract ... --runtime onnx`` on it never
+    imports TensorFlow, in a child process or a Ray actor (a second of CPU, not seven)."""
     from pipeline import extract
 
     root = tmp_path_factory.mktemp("converted")
     extract(make_folder(root / "photos", {"train": 1}), cache_dir=str(root / "cache"), **FAST_ARGS, runtime="onnx")
-    return root / "cache" / "models"
+    return lambda folder: copied(root / "cache" / "models", Path(folder) / "models").parent
 
 
 @pytest.fixture(scope="session")

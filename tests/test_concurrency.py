@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pipeline import extract, load
 from pipeline.cli import main
 from pipeline.store import FeatureFile
-from helpers import copied, make_folder
+from helpers import make_folder
 from test_crash_resume import ARGS, FAST, SLOW_PARTS, assert_same, part_files, snapshot, transfer, wait_for
 
 pytestmark = pytest.mark.slow  # together a minute or more: started first (conftest.py)
@@ -31,9 +31,9 @@ store._write_split = write_split
 """
 
 
-def test_second_writer_is_refused_naming_the_first_while_readers_carry_on(tmp_path, converted_models):
+def test_second_writer_is_refused_naming_the_first_while_readers_carry_on(tmp_path, converted_cache):
     root = make_folder(tmp_path / "photos", {"val": 2})
-    cache = copied(converted_models, tmp_path / "cache" / "models").parent  # the child runs it on ONNX Runtime
+    cache = converted_cache(tmp_path / "cache")  # the child runs the base on ONNX Runtime
     published = Path(extract(root, cache_dir=str(cache), **FAST)["cache"])
     before = snapshot(published)
     make_folder(root, {"train": 20}, seed=100)
@@ -57,9 +57,9 @@ def test_second_writer_is_refused_naming_the_first_while_readers_carry_on(tmp_pa
     assert_same({"val": snapshot(published)["val"]}, before)
 
 
-def test_two_writers_at_once_leave_exactly_one_correct_file(tmp_path, converted_models):
+def test_two_writers_at_once_leave_exactly_one_correct_file(tmp_path, converted_cache):
     root = make_folder(tmp_path / "photos", {"train": 15, "val": 3})
-    cache = copied(converted_models, tmp_path / "cache" / "models").parent
+    cache = converted_cache(tmp_path / "cache")
     exe = Path(sys.executable).with_name("transfer")
     procs = [subprocess.Popen([str(exe), "extract", str(root), *ARGS, "--cache-dir", str(cache)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -78,9 +78,9 @@ def test_two_writers_at_once_leave_exactly_one_correct_file(tmp_path, converted_
     assert_same(got, snapshot(reference["cache"]))
 
 
-def test_a_reader_open_during_the_commit_keeps_a_whole_old_version(tmp_path, converted_models):
+def test_a_reader_open_during_the_commit_keeps_a_whole_old_version(tmp_path, converted_cache):
     root = make_folder(tmp_path / "photos", {"train": 3})
-    cache = copied(converted_models, tmp_path / "cache" / "models").parent
+    cache = converted_cache(tmp_path / "cache")
     published = Path(extract(root, cache_dir=str(cache), **FAST)["cache"])
     old = snapshot(published)
     make_folder(root, {"val": 3}, seed=100)

@@ -2,7 +2,7 @@
 leaves the published feature file corrupt; the rerun reuses the finished batches and ends with the
 same rows and features as an uninterrupted run.
 
-The children run the base on ONNX Runtime from a copy of the session's converted model (``converted_models``),
+The children run the base on ONNX Runtime from a copy of the session's converted model (``converted_cache``),
 so they start without TensorFlow; the reruns in this process run it on TensorFlow (the runtime is not part of
 the cache key)."""
 
@@ -107,12 +107,12 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def grown_once(tmp_path_factory, converted_models):
+def grown_once(tmp_path_factory, converted_cache):
     """A published cache of 24 images (with the converted base), then 60 more images added to the folder, and a
     reference cache of all 84 made without interruption (built once: each test gets copies, see `grown`)."""
     tmp = tmp_path_factory.mktemp("grown")
     root = make_folder(tmp / "photos", {"train": 8, "val": 4})
-    copied(converted_models, tmp / "cache" / "models")
+    converted_cache(tmp / "cache")
     first = extract(root, cache_dir=str(tmp / "cache"), **FAST)
     for label, color in COLORS.items():
         for i in range(30):

@@ -7,7 +7,6 @@ the file ends); they are skipped when Ray Data is not installed.
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pipeline import FeatureFile, PipelineError, extract
 from pipeline.engines import ENGINES, check
 from pipeline.parity import relative_diff
 from pipeline.runtimes import RUNTIMES, onnx_cache
-from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, copied, make_folder, needs_shared
+from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, make_folder, needs_shared
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray Data not installed (pip install -e '.[ray]')")
@@ -91,10 +90,10 @@ def test_ray_options_need_the_ray_engine():
 
 
 @needs_ray
-def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args, converted_models):
+def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, fast_args, converted_cache):
     data = make_folder(tmp_path / "many", {"": 60})  # 120 images, 30 batches of 4
     args = {**fast_args, "batch_size": 4}
-    cache = copied(converted_models, tmp_path / "ray" / "models").parent  # actors on ONNX Runtime: no TensorFlow
+    cache = converted_cache(tmp_path / "ray")  # actors on ONNX Runtime: no TensorFlow
     seen: dict = {}
     watcher = kill_when_parts_appear(inference_actor_pid, cache, seen)
     remote = extract(data, **{**args, "cache_dir": str(cache), "runtime": "onnx"}, engine="ray")
@@ -105,9 +104,9 @@ def test_killed_actor_is_restarted_and_its_batch_retried(ray_address, tmp_path, 
 
 
 @needs_ray
-def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args, converted_models):
+def test_killed_run_leaves_no_file_and_the_rerun_resumes(ray_address, tmp_path, fast_args, converted_cache):
     data = make_folder(tmp_path / "many", {"": 60})
-    copied(converted_models, tmp_path / "ray" / "models")  # the driver and its actors on ONNX Runtime
+    converted_cache(tmp_path / "ray")  # the driver and its actors on ONNX Runtime
     args = {**fast_args, "batch_size": 4, "cache_dir": str(tmp_path / "ray"), "runtime": "onnx"}
     code = (f"from pipeline import extract; extract({str(data)!r}, engine='ray', engine_options={{'address': {ray_address!r}}}, "
             f"**{args!r})")
@@ -139,25 +138,24 @@ def test_real_photos_match_local(ray_address, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_tensorflow(tmp_path_factory, converted_models) -> dict:
+def local_tensorflow(tmp_path_factory) -> dict:
     """The tiny folder (with one unreadable file) extracted by the local engine on TensorFlow: the reference
-    every engine and runtime must match; ``models``: the session's base converted to ONNX."""
+    every engine and runtime must match."""
     root = tmp_path_factory.mktemp("contract")
     data = make_folder(root / "tiny", TINY_COUNTS)
     (data / "train" / "red" / "broken.png").write_bytes(b"<html>not a picture</html>")
     reference = extract(data, **FAST_ARGS, cache_dir=str(root / "cache"), runtime="tensorflow")
-    return {"data": data, "reference": reference, "models": converted_models}
+    return {"data": data, "reference": reference}
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_every_engine_on_every_runtime_computes_the_reference_features(engine, runtime, local_tensorflow, tmp_path,
-                                                                       request):
+def test_every_engine_on_every_runtime_computes_the_reference_features(engine, runtime, local_tensorflow,
+                                                                       converted_cache, tmp_path, request):
     if engine == "ray":
         pytest.importorskip("ray.data", reason="Ray Data not installed (pip install -e '.[ray]')")
         request.getfixturevalue("ray_address")
-    shutil.copytree(local_tensorflow["models"], tmp_path / "cache" / "models")  # converted once per session
-    args = dict(FAST_ARGS, cache_dir=str(tmp_path / "cache"), engine=engine, runtime=runtime,
+    args = dict(FAST_ARGS, cache_dir=str(converted_cache(tmp_path / "cache")), engine=engine, runtime=runtime,
                 engine_options={"workers": 2} if engine == "ray" else None)
     s = extract(local_tensorflow["data"], **args)
     reference = local_tensorflow["reference"]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import SHARED_WEIGHTS, copied, make_folder, make_image, needs_shared, refused
+from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared, refused
 from pipeline import extract, predict, train, write_report
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -347,9 +347,9 @@ def test_a_long_dataset_name_still_makes_a_run_directory(tmp_path):
     assert path.is_dir() and len(path.name.encode()) <= 210 and path.name.endswith(path.name[-15:])
 
 
-def test_ctrl_c_exits_130_and_leaves_the_cache_whole(tmp_path, converted_models):
+def test_ctrl_c_exits_130_and_leaves_the_cache_whole(tmp_path, converted_cache):
     data = make_folder(tmp_path / "many", {"": 40})
-    copied(converted_models, tmp_path / "cache" / "models")  # the child runs the base on ONNX Runtime
+    converted_cache(tmp_path / "cache")  # the child runs the base on ONNX Runtime
     code = ("import pipeline.store as store, time\n_write = store.Parts.write\n"
             "def slow(self, *a):\n    time.sleep(0.3)\n    return _write(self, *a)\n"
             "store.Parts.write = slow\nfrom pipeline.cli import main\n"
