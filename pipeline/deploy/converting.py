@@ -3,7 +3,7 @@ that say whether a converted model still computes what Keras does.
 
 The model takes one float32 input ``(None, H, W, 3)``: RGB pixels 0..255 when preprocessing is inside.
 ONNX goes through ``tf2onnx`` from a traced ``tf.function`` (input ``image``, output ``output``, batch
-open); TFLite through a SavedModel written by ``model.export`` and ``tf.lite.TFLiteConverter``, built-in
+open); TFLite through the same traced function, frozen, and ``tf.lite.TFLiteConverter``, built-in
 ops only, so the file runs on a phone's plain LiteRT interpreter.
 
 int8 files are fully integer inside, with a ``uint8`` input and a float32 output: feed camera pixels as
@@ -21,7 +21,6 @@ Examples
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -218,25 +217,27 @@ def to_tflite(model, path: str | os.PathLike, quantize: str = "none",
     if quantize == "int8" and calibration is None:
         raise PipelineError("int8 quantization needs calibration images (an iterable of float32 pixel batches)")
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = _input_spec(model)
-    with tempfile.TemporaryDirectory() as saved:
-        # A SavedModel rather than a concrete function: the converter freezes its variables (from a concrete
-        # function it kept Keras 3 variables as resources, and the file computed NaN).
-        model.export(saved, format="tf_saved_model", input_signature=[spec], verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        if quantize != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantize == "int8":
-            converter.representative_dataset = lambda: ([np.asarray(batch, np.float32)] for batch in calibration)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-        try:
-            data = converter.convert()
-        except Exception as exc:
-            raise PipelineError(f"TFLite conversion of {model.name} failed: {str(exc).strip()[:500]}") from None
+    # The forward pass with its variables folded into constants (from the traced function alone the converter
+    # kept Keras 3 variables as resources, and the file computed NaN), handed over with a bare module: the
+    # converter saves that as a SavedModel of its own, so the file keeps its ``serving_default`` signature
+    # (input ``image``). The same file as through ``model.export``'s SavedModel, in a fifth of the time:
+    # MobileNet 0.25 at 128 px, 0.8 s of CPU against 4.5 to 5.6 s, for each quantization.
+    frozen = convert_variables_to_constants_v2(trace(model))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: ([np.asarray(batch, np.float32)] for batch in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+    try:
+        data = converter.convert()
+    except Exception as exc:
+        raise PipelineError(f"TFLite conversion of {model.name} failed: {str(exc).strip()[:500]}") from None
     return _write_atomic(path, data)
 
 
