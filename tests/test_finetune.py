@@ -14,6 +14,7 @@ from helpers import SHARED_WEIGHTS, make_folder, needs_shared
 from pipeline import PipelineError, extract
 from pipeline.cli import main
 from pipeline.finetuning import build, finetune, unfreeze
+from pipeline.photos import Photos
 from pipeline.runs import open_run
 from pipeline.training import train
 
@@ -155,12 +156,28 @@ def test_streamed_finetune_decodes_each_pass_and_names_unreadable_photos(runs, t
     broken.write_bytes(b"not a picture")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = {stream: finetune(runs["dense"], data_dir=data, unfreeze_top=4, epochs=2, patience=5, stream=stream,
-                                    out_dir=tmp_path / f"ft-{stream}") for stream in (False, True)}
+        r = finetune(runs["dense"], data_dir=data, unfreeze_top=4, epochs=2, patience=5, stream=True,
+                     out_dir=tmp_path / "ft")
     assert not [w for w in caught if "ran out of data" in str(w.message)]  # a streamed pass ends, as it should
-    for r in results.values():
-        assert [x["path"] for x in r["skipped"]] == [str(broken.relative_to(data))]
-        assert r["metrics"]["train"]["images"] == 11 and r["metrics"]["val"]["images"] == 6
-        assert r["epochs_trained"] == 2
-    config = json.loads((tmp_path / "ft-True" / "config.json").read_text())
-    assert config["finetune"]["skipped"] == results[True]["skipped"]
+    assert [x["path"] for x in r["skipped"]] == [str(broken.relative_to(data))]
+    assert r["metrics"]["train"]["images"] == 11 and r["metrics"]["val"]["images"] == 6
+    assert r["epochs_trained"] == 2
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["finetune"]["skipped"] == r["skipped"]
+
+
+def test_held_and_streamed_photos_are_the_same_rows_and_name_the_unreadable_one(tmp_path):
+    data = make_folder(tmp_path / "data", {"train": 3})
+    paths = sorted(str(p.relative_to(data)) for p in (data / "train").rglob("*.png"))
+    (data / paths[1]).write_bytes(b"not a picture")
+    labels = np.arange(len(paths)) % 2
+    held, streamed = (Photos(data, paths, labels, 32, held) for held in (True, False))
+    rows = {}
+    for name, photos in (("held", held), ("streamed", streamed)):
+        pixels, got, files = zip(*photos.chunks())
+        rows[name] = np.concatenate(pixels), np.concatenate(got), sum(files, [])
+        assert photos.reasons.keys() == {paths[1]} and "Pillow" in photos.reasons[paths[1]]
+    assert rows["held"][2] == rows["streamed"][2] == [p for i, p in enumerate(paths) if i != 1]
+    np.testing.assert_array_equal(rows["held"][0], rows["streamed"][0])
+    np.testing.assert_array_equal(rows["held"][1], np.delete(labels, 1))
+    np.testing.assert_array_equal(rows["streamed"][1], np.delete(labels, 1))
