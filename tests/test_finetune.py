@@ -143,7 +143,7 @@ def test_cli_dry_run_table_and_json(runs):
 def test_hotdog_finetuning_keeps_val_accuracy(tmp_path, shared_extracts):
     s = shared_extracts("hotdog_nothotdog", backbone="mobilenet_025", image_size=128)  # fine-tunes in 11 s of CPU, MobileNetV2 in 16
     dense = train(s["cache"], "dense", runs_root=str(tmp_path / "r"))
-    r = finetune(dense["run_dir"], unfreeze_top=20, epochs=2, weights_dir=str(SHARED_WEIGHTS), runs_root=str(tmp_path / "r"))
+    r = finetune(dense["run_dir"], unfreeze_top=20, epochs=1, weights_dir=str(SHARED_WEIGHTS), runs_root=str(tmp_path / "r"))
     assert r["baseline"]["val"]["accuracy"] >= 0.75
     assert r["metrics"]["val"]["accuracy"] >= r["baseline"]["val"]["accuracy"] - 0.02, (r["baseline"], r["metrics"])
 
