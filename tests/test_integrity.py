@@ -157,7 +157,7 @@ def test_a_run_refuses_features_from_another_backbone(trained, tiny_data, fast_a
 
     cache, run_dir = trained
     assert evaluate_run(run_dir, cache)["train"]["accuracy"] >= 0.5
-    other = extract(tiny_data, **{**fast_args, "backbone": "mobilenet_050"})["cache"]
+    other = extract(tiny_data, **{**fast_args, "backbone": "mobilenet_050", "runtime": "tensorflow"})["cache"]
     with pytest.raises(PipelineError, match="backbone 'mobilenet_050' vs 'vgg16'"):
         evaluate_run(run_dir, other)
 
