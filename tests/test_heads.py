@@ -182,12 +182,26 @@ def test_dense_writes_tensorboard_logs(tmp_path):
     assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
 
 
-def test_balanced_class_weight_helps_the_small_class():
+def test_a_dense_fit_does_not_depend_on_the_seed_set_before_it():
+    import tensorflow as tf
+
+    X, y = features(20, 3)
+    Xv, yv = features(5, 4)
+    histories = []
+    for before in (None, 123):  # None: TensorFlow's state in a fresh process
+        tf.random.set_seed(before)
+        histories.append(make_head("dense", **MECHANICS["dense"]).fit(X, y, Xv, yv).history_)
+    assert histories[0] == histories[1]
+
+
+@pytest.mark.parametrize("name", ["logreg", "dense"])
+def test_balanced_class_weight_helps_the_small_class(name):
     X, y = features(60, 10, shift=0.5)
     keep = np.r_[np.arange(60), np.arange(60, 66)]  # 60 vs 6
     Xv, yv = features(50, 11, shift=0.5)
-    plain = make_head("logreg", Cs=(1e-2,)).fit(X[keep], y[keep], Xv, yv)
-    balanced = make_head("logreg", Cs=(1e-2,), class_weight="balanced").fit(X[keep], y[keep], Xv, yv)
+    options = {"logreg": {"Cs": (1e-2,)}, "dense": FAST["dense"]}[name]
+    plain = make_head(name, **options).fit(X[keep], y[keep], Xv, yv)
+    balanced = make_head(name, **options, class_weight="balanced").fit(X[keep], y[keep], Xv, yv)
     recall = lambda h: (h.predict(Xv)[yv == 1] == 1).mean()
     assert recall(balanced) > recall(plain)
 

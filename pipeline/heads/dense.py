@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Callable
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class DenseHead(Head):
             train, held = kfold(y, groups, self.random_state, 5)[0]
             X, y, X_val, y_val = X[train], y[train], X[held], y[held]
         weights = by_index(balanced(self.class_weight, self.classes_[y]), self.classes_)
-        return self._train(X, len(self.classes_), dict(
+        return self._train(X, len(self.classes_), lambda: dict(
             x=in_memory(X, y, self.batch_size, weights, self.random_state),
             validation_data=in_memory(X_val, y_val, VAL_BATCH), shuffle=False))  # shuffled by in_memory
 
@@ -179,13 +179,14 @@ class DenseHead(Head):
         self.n_features_in_ = int(np.prod(train.shape))
         weights = balanced(self.class_weight, train.y) or {}
         shuffled = np.random.default_rng(self.random_state)
-        return self._train(sample, len(self.classes_), dict(
+        return self._train(sample, len(self.classes_), lambda: dict(
             x=batches(train, self.classes_, self.batch_size, weights, shuffled),
             validation_data=batches(val, self.classes_, VAL_BATCH, {}, None), shuffle=False))
 
-    def _train(self, X_adapt: np.ndarray, n_classes: int, data: dict) -> "DenseHead":
-        """Build the network (standardization adapted on ``X_adapt``) and fit it on ``data`` (``model.fit``'s
-        arguments) with early stopping on val."""
+    def _train(self, X_adapt: np.ndarray, n_classes: int, data: Callable[[], dict]) -> "DenseHead":
+        """Build the network (standardization adapted on ``X_adapt``) and fit it on ``data()`` (``model.fit``'s
+        arguments, made once the seed is set: a seeded ``tf.data`` shuffle also draws on TensorFlow's global
+        seed) with early stopping on val."""
         import keras
 
         keras.utils.set_random_seed(self.random_state)
@@ -194,7 +195,7 @@ class DenseHead(Head):
         if self.tensorboard:
             _require_tensorboard()
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.tensorboard)))
-        history = self.model_.fit(**data, epochs=self.epochs, callbacks=callbacks, verbose=0)
+        history = self.model_.fit(**data(), epochs=self.epochs, callbacks=callbacks, verbose=0)
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
         return self
