@@ -86,18 +86,26 @@ def batches(rows: Rows, classes: np.ndarray, size: int, class_weight: dict, rng:
 
 def in_memory(X: np.ndarray, y: np.ndarray, size: int, weights: dict | None = None, seed: int | None = None):
     """In-memory rows as a ``tf.data`` pass of ``size``-row batches (class indices as labels, and per-row
-    weights given class weights by index), shuffled anew each pass when ``seed`` is given. Keras starts a pass
-    over arrays in 17 ms (its adapter's dataset) and over this one in 1.5: two passes an epoch (train and val)
-    were half of a small fit."""
+    weights given class weights by index), in an order shuffled anew each pass when ``seed`` is given.
+
+    Batches are taken from the arrays themselves, by row number: Keras's own pass over arrays held a copy of
+    them (100,000 x 1,280 float32: 1.0 GB above the arrays at its peak, this one 0.03 GB) and took 17 ms to
+    start, this one 7; a small fit starts two an epoch (train and val)."""
     import tensorflow as tf
 
     columns = (X, y.astype(np.int64))
     if weights:
         columns += (np.array([weights.get(i, 1.0) for i in range(int(y.max()) + 1)], np.float32)[y],)
-    rows = tf.data.Dataset.from_tensor_slices(columns)
+    dtypes = [tf.as_dtype(c.dtype) for c in columns]
+
+    def batch(rows):
+        got = tf.numpy_function(lambda i: tuple(c[i] for c in columns), [rows], dtypes, stateful=False)
+        return tuple(tf.ensure_shape(g, (None, *c.shape[1:])) for g, c in zip(got, columns))
+
+    order = tf.data.Dataset.range(len(y))
     if seed is not None:
-        rows = rows.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return rows.batch(size)
+        order = order.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    return order.batch(size).map(batch)
 
 
 class DenseHead(Head):
