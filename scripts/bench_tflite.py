@@ -93,7 +93,7 @@ def main() -> None:
             runners[quantize] = converting.tflite_runner(path, threads=args.threads)
             got = runners[quantize](val)
             rows[quantize] = {"MB": round(path.stat().st_size / 2**20, 2), "convert_s": round(seconds, 1),
-                              "top1_agreement": round(converting.top1_agreement(expected, got), 4),
+                              "top1_agreement": round(parity.top1_agreement(expected, got), 4),
                               "accuracy": round(float(np.mean(got.argmax(1) == val_y)), 4),
                               "max_prob_diff": round(parity.max_abs_diff(expected, got), 5)}
         latency = {k: [] for k in runners}
