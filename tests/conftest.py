@@ -4,11 +4,12 @@ extractions, Ray), and the skip of `real` tests without ../shared. Helpers live 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, copied, make_folder, shared_present,
+from helpers import (DENSE_FAST, FAST_ARGS, SHARED_MISSING, TINY_COUNTS, SharedExtracts, make_folder, shared_present,
                      vgg16_weights)
 
 
@@ -72,14 +73,16 @@ def tiny_runs(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def converted_cache(tmp_path_factory):
-    """``converted_cache(folder)``: ``folder`` made a cache holding a copy of ``FAST_ARGS``' base (VGG16, 32 px,
-    random weights) converted to ONNX once per session. ``transfer extract ... --runtime onnx`` on it never
-    imports TensorFlow, in a child process or a Ray actor (a second of CPU, not seven)."""
+    """``converted_cache(folder)``: ``folder`` made a cache holding ``FAST_ARGS``' base (VGG16, 32 px, random
+    weights) converted to ONNX once per session, hard-linked (57 MB; the cache replaces a model file, it never
+    writes into one). ``transfer extract ... --runtime onnx`` on it never imports TensorFlow, in a child process
+    or a Ray actor (a second of CPU, not seven)."""
     from pipeline import extract
 
     root = tmp_path_factory.mktemp("converted")
     extract(make_folder(root / "photos", {"train": 1}), cache_dir=str(root / "cache"), **FAST_ARGS, runtime="onnx")
-    return lambda folder: copied(root / "cache" / "models", Path(folder) / "models").parent
+    return lambda folder: Path(shutil.copytree(root / "cache" / "models", Path(folder) / "models",
+                                               copy_function=os.link)).parent
 
 
 @pytest.fixture(scope="session")
