@@ -166,12 +166,14 @@ class DenseHead(Head):
             train, held = kfold(y, groups, self.random_state, 5)[0]
             X, y, X_val, y_val = X[train], y[train], X[held], y[held]
         weights = by_index(balanced(self.class_weight, self.classes_[y]), self.classes_)
-        if X.nbytes > SMALL_FIT_BYTES:
-            return self._train(X, len(self.classes_), lambda: dict(
-                x=X, y=y, validation_data=(X_val, y_val), batch_size=self.batch_size, class_weight=weights))
-        return self._train(X, len(self.classes_), lambda: dict(
-            x=in_memory(X, y, self.batch_size, weights, self.random_state),
-            validation_data=in_memory(X_val, y_val, VAL_BATCH), shuffle=False))  # shuffled by in_memory
+
+        def data() -> dict:
+            if X.nbytes > SMALL_FIT_BYTES:  # Keras's own pass
+                return dict(x=X, y=y, validation_data=(X_val, y_val), batch_size=self.batch_size, class_weight=weights)
+            return dict(x=in_memory(X, y, self.batch_size, weights, self.random_state),
+                        validation_data=in_memory(X_val, y_val, VAL_BATCH), shuffle=False)  # shuffled by in_memory
+
+        return self._train(X, len(self.classes_), data)
 
     def fit_streaming(self, train: Rows, val: Rows | None = None) -> "DenseHead":
         """Batches read from the feature file in shuffled chunks, validated on val streamed the same way; the
