@@ -95,8 +95,8 @@ def shared_extracts(tmp_path_factory) -> SharedExtracts:
 @pytest.fixture(scope="session", autouse=True)
 def _no_graph_rewrites():
     """TensorFlow's graph rewriting (grappler) off in the test workers: on the suite's small models it costs a
-    fifth of a first fit or a fine-tune's first epoch and brings back nothing; the product keeps TensorFlow's
-    defaults."""
+    fifth of a first fit (MobileNet 0.25 at 128 px fine-tuned: 4.3 s of CPU against 3.4) and brings back nothing
+    at their sizes; the product keeps TensorFlow's defaults."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
