@@ -93,20 +93,15 @@ def shared_extracts(tmp_path_factory) -> SharedExtracts:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_graph_rewrites():
-    """TensorFlow's graph rewriting (grappler) off in the test workers: on the suite's small models it costs a
-    fifth of a first fit (MobileNet 0.25 at 128 px fine-tuned: 4.3 s of CPU against 3.4) and brings back nothing
-    at their sizes; the product keeps TensorFlow's defaults."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _tensorflow():
+    """TensorFlow in the test workers: quiet, on the CPU, and without its graph rewriting (grappler), which on the
+    suite's small models costs a fifth of a first fit (MobileNet 0.25 at 128 px fine-tuned: 4.3 s of CPU against
+    3.4) and brings back nothing at their sizes; the product keeps TensorFlow's defaults."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-
-
-@pytest.fixture(autouse=True)
-def _quiet_tf(monkeypatch):
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture(scope="module")
