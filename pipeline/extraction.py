@@ -111,7 +111,7 @@ def extract(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", image_s
         if missing:
             job = engines.FrozenBase(spec, size, pooling, preprocess, precision, resolved, min(batch_size, len(missing)),
                               str(augment_policy if augment else "none"), seed, runtime,
-                              model_cache=str(Path(cache_dir) / "models"))
+                              model_cache=str(runtimes.model_cache(cache_dir)))
             split_of = {r.key: s for s, rows in wanted.items() for r in rows}
             missing.sort(key=lambda k: datasets.SPLITS.index(split_of[k]))  # one run, split after split
             files = [str(manifest.root / first_path[k]) for k in missing]

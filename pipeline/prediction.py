@@ -90,9 +90,12 @@ class Extractor:
 
 def model_cache_of(run: Run) -> Path:
     """The model cache beside the feature cache a run was trained from (``<cache_dir>/models``, where
-    ``extract`` converted its base), or ``cache/models`` when that folder is not on this machine."""
+    ``extract`` converted its base), or ``cache/models`` when that folder is not on this machine
+    (``$TRANSFER_MODEL_CACHE`` instead, when set)."""
+    from .runtimes import model_cache
+
     cache_dir = Path(run.config["cache"]).parent.parent
-    return cache_dir / "models" if cache_dir.is_dir() else Path("cache") / "models"
+    return model_cache(cache_dir if cache_dir.is_dir() else "cache")
 
 
 def predict(run_dir: str | os.PathLike, paths, weights_dir: str | None = None, batch_size: int = 32,

@@ -4,7 +4,6 @@ extractions, Ray), and the skip of `real` tests without ../shared. Helpers live 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -71,18 +70,39 @@ def tiny_runs(tmp_path_factory) -> dict:
     return {"data": data, "cache": cache, "runs": runs, "weights": weights, "root": root}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """One model cache for the run (``$TRANSFER_MODEL_CACHE``, shared by the workers, whose conversions take turns
+    by its lock): a base is converted to ONNX once, not once per test's cache (49 conversions and 64 s of CPU
+    before). Files whose tests look into ``<cache-dir>/models`` use :func:`own_model_cache`."""
+    from pipeline.runtimes import MODEL_CACHE_ENV
+
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_root = run_root.parent  # pytest-N/, above each worker's popen-gwN/
+    os.environ[MODEL_CACHE_ENV] = str(run_root / "models")
+
+
+@pytest.fixture(scope="module")
+def own_model_cache():
+    """``$TRANSFER_MODEL_CACHE`` unset for a file: each cache converts into its own ``models/`` folder."""
+    from pipeline.runtimes import MODEL_CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(MODEL_CACHE_ENV)
+        yield
+
+
 @pytest.fixture(scope="session")
 def converted_cache(tmp_path_factory):
-    """``converted_cache(folder)``: ``folder`` made a cache holding ``FAST_ARGS``' base (VGG16, 32 px, random
-    weights) converted to ONNX once per session, hard-linked (57 MB; the cache replaces a model file, it never
-    writes into one). ``transfer extract ... --runtime onnx`` on it never imports TensorFlow, in a child process
-    or a Ray actor (a second of CPU, not seven)."""
+    """``converted_cache(folder)``: ``folder``, for a cache whose runs find ``FAST_ARGS``' base (VGG16, 32 px,
+    random weights) converted to ONNX in the session's model cache. ``transfer extract ... --runtime onnx`` there
+    never imports TensorFlow, in a child process or a Ray actor (a second of CPU, not seven)."""
     from pipeline import extract
 
     root = tmp_path_factory.mktemp("converted")
     extract(make_folder(root / "photos", {"train": 1}), cache_dir=str(root / "cache"), **FAST_ARGS, runtime="onnx")
-    return lambda folder: Path(shutil.copytree(root / "cache" / "models", Path(folder) / "models",
-                                               copy_function=os.link)).parent
+    return Path
 
 
 @pytest.fixture(scope="session")

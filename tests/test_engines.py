@@ -20,7 +20,7 @@ import pytest
 from pipeline import FeatureFile, PipelineError, extract
 from pipeline.engines import ENGINES, check
 from pipeline.parity import relative_diff
-from pipeline.runtimes import RUNTIMES, onnx_cache
+from pipeline.runtimes import RUNTIMES, model_cache, onnx_cache
 from helpers import FAST_ARGS, SHARED_DATA, SHARED_WEIGHTS, TINY_COUNTS, make_folder, needs_shared
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -131,7 +131,7 @@ def test_real_photos_match_local(ray_address, tmp_path):
     remote = extract(SHARED_DATA / "urban_rural", cache_dir=str(tmp_path / "ray"), engine="ray", **args)
     assert remote["computed"] == local["computed"] > 0
     assert (local["runtime"], remote["runtime"]) == ("tensorflow", "onnx")
-    assert list((tmp_path / "ray" / "models").glob("mobilenet_v2-160-avg-*.onnx"))
+    assert list(model_cache(tmp_path / "ray").glob("mobilenet_v2-160-avg-*.onnx"))
     with FeatureFile(remote["cache"]) as f:  # every part file came from an actor running ONNX
         assert f.config["runtimes"] == "onnx"
     assert_same(local, remote, atol=1e-4 * 10)  # features up to about 10: ONNX within 1e-4 of their scale

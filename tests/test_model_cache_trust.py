@@ -27,6 +27,8 @@ from pipeline.hashing import file_sha256
 from pipeline.runtimes import onnx_cache
 from pipeline.runtimes.provenance import foreign_writer
 
+pytestmark = pytest.mark.usefixtures("own_model_cache")  # tests look into each cache's models/ folder
+
 ARGS = dict(backbone="vgg16", image_size=32, weights="none", batch_size=8)
 OTHER_USER = 12345
 

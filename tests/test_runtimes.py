@@ -15,9 +15,11 @@ from click.testing import CliRunner
 
 from helpers import SHARED_WEIGHTS, make_folder, make_image, needs_shared
 from pipeline.parity import relative_diff
-from pipeline import FeatureFile, PipelineError, backbones, extract, train
+from pipeline import FeatureFile, PipelineError, backbones, extract, predict, train
 from pipeline.cli import main
-from pipeline.runtimes import RUNTIMES, auto, onnx_cache
+from pipeline.runtimes import MODEL_CACHE_ENV, RUNTIMES, auto, onnx_cache
+
+pytestmark = pytest.mark.usefixtures("own_model_cache")  # tests look into each cache's models/ folder
 
 REAL = dict(backbone="mobilenet_025", image_size=96, weights_dir=str(SHARED_WEIGHTS), batch_size=8)
 
@@ -87,6 +89,16 @@ def test_the_cached_model_is_reused_without_converting(converted, photos, tmp_pa
     s = extract(photos, cache_dir=str(cache), runtime="onnx", **REAL)
     assert calls == [] and s["runtime"] == "onnx" and s["computed"] == 18
     assert within_tolerance(features(converted["onnx"]), features(s)) == 0.0
+
+
+@needs_shared
+def test_the_named_model_cache_serves_every_cache_dir_and_predict(converted, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(cache_with_model(converted, tmp_path) / "models"))
+    calls = spy_conversions(monkeypatch)
+    s = extract(photos, cache_dir=str(tmp_path / "other"), runtime="onnx", **REAL)
+    run = train(s["cache"], "logreg", runs_root=str(tmp_path / "runs"))["run_dir"]
+    assert len(predict(run, [photos / "val"], runtime="onnx")) == 6
+    assert calls == [] and s["runtime"] == "onnx" and not (tmp_path / "other" / "models").exists()
 
 
 @needs_shared

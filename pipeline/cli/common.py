@@ -136,7 +136,7 @@ stream_option = click.option("--stream/--no-stream", default=None,
 runtime_option = click.option("--runtime", default="auto", show_default=True, type=click.Choice(RUNTIME_CHOICES),
                               help="Where the frozen base runs: auto picks ONNX Runtime or TensorFlow per backbone "
                                    "(TensorFlow on a GPU and for bfloat16); converted bases are cached in "
-                                   "<cache-dir>/models.")
+                                   "<cache-dir>/models, or in $TRANSFER_MODEL_CACHE when set.")
 
 
 def seed_option(help: str = "Seed of every random choice, for runs that repeat.") -> Callable:

@@ -85,7 +85,8 @@ def comparison_table(rows: list[dict]) -> str:
 @weights_dir_option
 @runtime_option
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="Its models/ folder caches converted bases [default: the one beside the run's feature cache].")
+              help="Its models/ folder caches converted bases [default: $TRANSFER_MODEL_CACHE when set, else the "
+                   "one beside the run's feature cache].")
 @json_option
 def predict(run_dir: str, paths: tuple[str, ...], output: str | None, batch_size: int, weights_dir: str | None,
             runtime: str, cache_dir: str | None, as_json: bool) -> None:

@@ -12,7 +12,9 @@ name in :data:`pipeline.config.RUNTIMES` (where the command line reads the choic
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -20,6 +22,15 @@ import numpy as np
 from ..config import RUNTIME_CHOICES, RUNTIMES
 from ..errors import PipelineError
 from ..onnx_encoder import is_encoder
+
+
+MODEL_CACHE_ENV = "TRANSFER_MODEL_CACHE"
+
+
+def model_cache(cache_dir: str | os.PathLike) -> Path:
+    """The folder of converted bases: ``$TRANSFER_MODEL_CACHE`` when set (one for every cache and run on the
+    machine), else ``<cache_dir>/models``, beside the feature files."""
+    return Path(os.environ.get(MODEL_CACHE_ENV) or Path(cache_dir) / "models")
 
 
 class Runtime(Protocol):

@@ -8,6 +8,7 @@
                                           against TensorFlow and the tolerance (or why it was refused)
     <cache_dir>/models/<same name>.lock   one conversion at a time
 
+``$TRANSFER_MODEL_CACHE`` names one folder for every cache and run instead (:func:`pipeline.runtimes.model_cache`).
 The key is what decides the features: backbone, input size, pooling, preprocessing, the weights file's
 sha256 (a fine-tuned run's base has its own), precision, and the ONNX opset. A model is used only when its
 sidecar names that key and the output shape, the file's sha256 matches the sidecar and the parity is within
