@@ -41,14 +41,16 @@ def preprocessing_layers(backbone: Backbone, preprocess: str) -> list:
 
 
 def assemble(backbone: Backbone, size: int, pooling: str, weights: Weights, preprocess: str,
-             precision: str = "float32", head: Sequence = (), augment: Sequence = (), name: str | None = None):
+             precision: str = "float32", head: Sequence = (), augment: Sequence = (), name: str | None = None,
+             own_base: bool = False):
     """``(model, base)``: pixels -> ``augment`` layers -> preprocessing -> frozen base -> ``head`` layers.
 
-    Without a head the model gives the features stage one caches.
+    Without a head the model gives the features stage one caches. The base is the process's shared copy
+    (:func:`pipeline.backbones.build`) unless ``own_base``.
     """
     import keras
 
-    base = backbones.build(backbone, size, pooling, weights, precision)
+    base = backbones.build(backbone, size, pooling, weights, precision, own=own_base)
     inputs = keras.Input((size, size, 3), dtype="float32", name="image")
     x = inputs
     for layer in [*augment, *preprocessing_layers(backbone, preprocess), base, *head]:
@@ -87,8 +89,8 @@ def _recorded_encoder(features: Mapping) -> tuple[Backbone, Weights]:
 
 
 def assemble_recorded(features: Mapping, weights_dir: str | None = None, head: Sequence = (),
-                      augment: Sequence = (), name: str | None = None):
+                      augment: Sequence = (), name: str | None = None, own_base: bool = False):
     """:func:`assemble` for the features a run recorded (``run.features``)."""
     spec, weights = recorded_backbone(features, weights_dir)
     return assemble(spec, int(features["input_size"]), features["pooling"], weights, features["preprocess"],
-                    features.get("precision") or "float32", head, augment, name)
+                    features.get("precision") or "float32", head, augment, name, own_base)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import os
 import random
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,8 +237,31 @@ def _download(backbone: Backbone, size: int) -> Path:
             "and pass --weights-dir DIR (or set TRANSFER_WEIGHTS_DIR), or pass --weights PATH") from None
 
 
-def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32"):
-    """The frozen Keras base (``include_top=False``), pooled or not, with the resolved weights loaded."""
+KEPT_BASES = 2  # the frozen bases a process keeps built (extract, predict and export in one session reuse them)
+_kept: OrderedDict = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32",
+          own: bool = False):
+    """The frozen Keras base (``include_top=False``), pooled or not, with the resolved weights loaded.
+
+    The process keeps the last :data:`KEPT_BASES` built and hands the same model out again for the same
+    backbone, size, pooling, weights (by sha256) and precision: callers must not change it. ``own=True``
+    builds a copy of the caller's own (fine-tuning trains its base)."""
+    key = (repr(backbone), size, pooling, weights.spec, weights.path, weights.sha256, precision)
+    if own or not weights.sha256:
+        return _build(backbone, size, pooling, weights, precision)
+    with _kept_lock:
+        if key not in _kept:
+            _kept[key] = _build(backbone, size, pooling, weights, precision)
+            if len(_kept) > KEPT_BASES:
+                _kept.popitem(last=False)
+        _kept.move_to_end(key)
+        return _kept[key]
+
+
+def _build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str):
     if backbone.constructor == "onnx":
         raise PipelineError(f"{backbone.name} is an encoder brought as an ONNX file: it runs on ONNX Runtime only, "
                             "so --runtime tensorflow, --precision bfloat16, finetune and Keras, SavedModel and TFLite "

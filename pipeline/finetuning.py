@@ -55,7 +55,7 @@ def build(run: runs.Run, policy: str = "default", weights_dir: str | None = None
 
     (head,) = run.head().export_layers(run.config["feature_shape"])  # a dense head is one Keras model
     model, base = assemble_recorded(run.features, weights_dir, head=[head], augment=augmentation.layers(policy),
-                                    name=f"{run.features['backbone']}_finetune")
+                                    name=f"{run.features['backbone']}_finetune", own_base=True)  # trained below
     return model, base, head
 
 

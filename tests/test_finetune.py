@@ -65,6 +65,15 @@ def test_dry_run_counts_match_keras_summary(runs, top):
     assert (r["trainable_params"] == head_trainable) == (top == 0)
 
 
+def test_fine_tuning_trains_a_base_of_its_own(runs):
+    from pipeline.assemble import assemble_recorded
+
+    run = open_run(runs["dense"])
+    _, shared = assemble_recorded(run.features)
+    _, base, _ = build(run)
+    assert base is not shared and assemble_recorded(run.features)[1] is shared
+
+
 def test_unfreeze_from_a_layer_name_equals_the_same_top_count(runs):
     by_count = finetune(runs["dense"], unfreeze_top=10, dry_run=True)
     by_name = finetune(runs["dense"], unfreeze_from=by_count["first_unfrozen"], dry_run=True)

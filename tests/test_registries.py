@@ -37,6 +37,17 @@ def test_every_backbone_builds_at_its_smallest_size_with_its_width(name):
     assert backbones.check_size(spec, None) == spec.default_size >= spec.min_size
 
 
+
+def test_a_process_keeps_its_last_frozen_bases_and_a_caller_may_build_its_own():
+    spec, none = backbones.get("mobilenet_025"), backbones.Weights("none", None, "none")
+    first = backbones.build(spec, 32, "avg", none)
+    assert backbones.build(spec, 32, "avg", none) is first
+    own = backbones.build(spec, 32, "avg", none, own=True)
+    assert own is not first and own is not backbones.build(spec, 32, "avg", none, own=True)
+    others = [backbones.build(spec, 32, pooling, none) for pooling in ("max", "none")[:backbones.KEPT_BASES]]
+    assert first not in others and backbones.build(spec, 32, "avg", none) is not first  # the oldest let go
+
+
 @pytest.mark.parametrize("name", KERAS)
 def test_every_backbone_preprocesses_as_its_keras_module(name):
     import keras
