@@ -12,11 +12,10 @@ from __future__ import annotations
 import difflib
 import os
 import random
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._kept import Kept
 from .hashing import file_sha256
 from .errors import PipelineError
 
@@ -238,8 +237,7 @@ def _download(backbone: Backbone, size: int) -> Path:
 
 
 KEPT_BASES = 2  # the frozen bases a process keeps built (extract, predict and export in one session reuse them)
-_kept: OrderedDict = OrderedDict()
-_kept_lock = threading.Lock()
+_kept = Kept(KEPT_BASES)
 
 
 def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str = "float32",
@@ -249,16 +247,10 @@ def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precisi
     The process keeps the last :data:`KEPT_BASES` built and hands the same model out again for the same
     backbone, size, pooling, weights (by sha256) and precision: callers must not change it. ``own=True``
     builds a copy of the caller's own (fine-tuning trains its base)."""
-    key = (repr(backbone), size, pooling, weights.spec, weights.path, weights.sha256, precision)
     if own or not weights.sha256:
         return _build(backbone, size, pooling, weights, precision)
-    with _kept_lock:
-        if key not in _kept:
-            _kept[key] = _build(backbone, size, pooling, weights, precision)
-            if len(_kept) > KEPT_BASES:
-                _kept.popitem(last=False)
-        _kept.move_to_end(key)
-        return _kept[key]
+    key = (repr(backbone), size, pooling, weights.spec, weights.path, weights.sha256, precision)
+    return _kept.get(key, lambda: _build(backbone, size, pooling, weights, precision))
 
 
 def _build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str):

@@ -275,3 +275,17 @@ def test_predict_from_the_model_cache_needs_no_weights_file(converted, photos, t
         predict(run, [photos / "val"], weights_dir=str(empty))
     with pytest.raises(PipelineError, match="not on this machine"):  # never a silent base with random weights
         backbones.build(backbones.get("mobilenet_025"), 96, "avg", backbones.Weights("imagenet", None, "0" * 64))
+
+
+def test_a_process_traces_each_forward_pass_once():
+    from dataclasses import replace
+
+    from pipeline.engines import FrozenBase
+    from pipeline.runtimes.tensorflow import TensorFlowRuntime
+
+    job = FrozenBase(backbones.get("mobilenet_025"), 32, "avg", "backbone", "float32",
+                     backbones.Weights("none", None, "none"), batch_size=2)
+    a, b, c = TensorFlowRuntime(job), TensorFlowRuntime(job), TensorFlowRuntime(replace(job, batch_size=3))
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(a.features(pixels), b.features(pixels))
+    assert a._infer is b._infer and c.features(pixels).shape == (2, 256) and c._infer is not a._infer

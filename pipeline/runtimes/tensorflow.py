@@ -6,6 +6,11 @@ import time
 
 import numpy as np
 
+from .._kept import Kept
+from ..backbones import KEPT_BASES
+
+_kept = Kept(KEPT_BASES)
+
 
 class TensorFlowRuntime:
     """Runs a :class:`pipeline.engines.FrozenBase`'s feature model; every batch is padded to one compiled shape."""
@@ -16,24 +21,18 @@ class TensorFlowRuntime:
         self.build_seconds = 0.0
 
     def build(self) -> None:
-        """Build the model and trace the forward pass (once; ``features`` calls it)."""
+        """Build the model and trace the forward pass (once; ``features`` calls it). The process keeps the last
+        few traced passes, as it keeps their bases (:func:`pipeline.backbones.build`)."""
         if self._infer is not None:
             return
         start = time.perf_counter()  # importing TensorFlow is part of the set-up cost
-        import tensorflow as tf
-
-        from ..assemble import assemble
-
         job = self.job
-        model, _ = assemble(job.backbone, job.size, job.pooling, job.weights, job.preprocess, job.precision)
-        spec = tf.TensorSpec((job.batch_size, job.size, job.size, 3), tf.uint8)
-
-        @tf.function(input_signature=[spec])
-        def infer(images):
-            return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
-
-        infer(tf.zeros(spec.shape, tf.uint8))  # the first call sets up oneDNN kernels (0.3 s for MobileNetV2)
-        self._infer = infer
+        if not job.weights.sha256:
+            self._infer = _traced(job)
+        else:
+            key = (repr(job.backbone), job.size, job.pooling, job.preprocess, job.precision, job.weights.spec,
+                   job.weights.path, job.weights.sha256, job.batch_size)
+            self._infer = _kept.get(key, lambda: _traced(job))
         self.build_seconds = time.perf_counter() - start
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
@@ -43,6 +42,23 @@ class TensorFlowRuntime:
         if n < batch:  # one compiled shape: pad the last batch rather than trace a second graph
             pixels = np.pad(np.asarray(pixels), [(0, batch - n), (0, 0), (0, 0), (0, 0)])
         return self._infer(pixels).numpy()[:n]
+
+
+def _traced(job):
+    """The job's feature model as a traced forward pass over uint8 batches of ``job.batch_size``, called once."""
+    import tensorflow as tf
+
+    from ..assemble import assemble
+
+    model, _ = assemble(job.backbone, job.size, job.pooling, job.weights, job.preprocess, job.precision)
+    spec = tf.TensorSpec((job.batch_size, job.size, job.size, 3), tf.uint8)
+
+    @tf.function(input_signature=[spec])
+    def infer(images):
+        return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
+
+    infer(tf.zeros(spec.shape, tf.uint8))  # the first call sets up oneDNN kernels (0.3 s for MobileNetV2)
+    return infer
 
 
 RUNTIME = TensorFlowRuntime
