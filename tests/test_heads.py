@@ -194,6 +194,19 @@ def test_a_dense_fit_does_not_depend_on_the_seed_set_before_it():
     assert histories[0] == histories[1]
 
 
+def test_a_short_dense_fit_runs_eagerly_and_learns_what_a_traced_one_does(monkeypatch):
+    from pipeline.heads import dense
+
+    X, y = features(20, 3)
+    Xv, yv = features(5, 4)
+    assert not make_head("dense", epochs=dense.EAGER_STEPS + 1)._build(X, 2, rows=20).run_eagerly  # one batch each
+    eager = make_head("dense", units="8", epochs=5).fit(X, y, Xv, yv)
+    monkeypatch.setattr(dense, "EAGER_STEPS", 0)
+    traced = make_head("dense", units="8", epochs=5).fit(X, y, Xv, yv)
+    assert eager.model_.run_eagerly and not traced.model_.run_eagerly
+    np.testing.assert_allclose(eager.predict_proba(Xv), traced.predict_proba(Xv), atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["logreg", "dense", "dense-large"])  # large: rows through Keras's own pass
 def test_balanced_class_weight_helps_the_small_class(name, monkeypatch):
     if name == "dense-large":
