@@ -19,8 +19,11 @@ class Kept:
         self._values: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, make: Callable[[], T]) -> T:
-        """The value kept for ``key``, made by ``make()`` (and kept) when there is none."""
+    def get(self, key: Hashable | None, make: Callable[[], T]) -> T:
+        """The value kept for ``key``, made by ``make()`` (and kept) when there is none; a key of None is never
+        kept (``make()`` every time)."""
+        if key is None:
+            return make()
         with self._lock:
             if key not in self._values:
                 self._values[key] = make()

@@ -247,10 +247,15 @@ def build(backbone: Backbone, size: int, pooling: str, weights: Weights, precisi
     The process keeps the last :data:`KEPT_BASES` built and hands the same model out again for the same
     backbone, size, pooling, weights (by sha256) and precision: callers must not change it. ``own=True``
     builds a copy of the caller's own (fine-tuning trains its base)."""
-    if own or not weights.sha256:
-        return _build(backbone, size, pooling, weights, precision)
-    key = (repr(backbone), size, pooling, weights.spec, weights.path, weights.sha256, precision)
+    key = None if own else kept_key(backbone, size, pooling, weights, precision)
     return _kept.get(key, lambda: _build(backbone, size, pooling, weights, precision))
+
+
+def kept_key(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str) -> tuple | None:
+    """What tells one frozen base from another in a process; None for weights known by path alone (not kept)."""
+    if not weights.sha256:
+        return None
+    return repr(backbone), size, pooling, weights.spec, weights.path, weights.sha256, precision
 
 
 def _build(backbone: Backbone, size: int, pooling: str, weights: Weights, precision: str):

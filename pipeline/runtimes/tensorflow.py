@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .._kept import Kept
-from ..backbones import KEPT_BASES
+from ..backbones import KEPT_BASES, kept_key
 
 _kept = Kept(KEPT_BASES)
 
@@ -27,12 +27,8 @@ class TensorFlowRuntime:
             return
         start = time.perf_counter()  # importing TensorFlow is part of the set-up cost
         job = self.job
-        if not job.weights.sha256:
-            self._infer = _traced(job)
-        else:
-            key = (repr(job.backbone), job.size, job.pooling, job.preprocess, job.precision, job.weights.spec,
-                   job.weights.path, job.weights.sha256, job.batch_size)
-            self._infer = _kept.get(key, lambda: _traced(job))
+        base = kept_key(job.backbone, job.size, job.pooling, job.weights, job.precision)
+        self._infer = _kept.get(base and (*base, job.preprocess, job.batch_size), lambda: _traced(job))
         self.build_seconds = time.perf_counter() - start
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
