@@ -37,7 +37,6 @@ def test_every_backbone_builds_at_its_smallest_size_with_its_width(name):
     assert backbones.check_size(spec, None) == spec.default_size >= spec.min_size
 
 
-
 def test_a_process_keeps_its_last_frozen_bases_and_a_caller_may_build_its_own():
     spec, none = backbones.get("mobilenet_025"), backbones.Weights("none", None, "none")
     first = backbones.build(spec, 32, "avg", none)
